@@ -1,0 +1,3 @@
+"""askgpt: an offline, on-device assistant for the terminal."""
+
+__version__ = "0.1.0"

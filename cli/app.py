@@ -1,0 +1,199 @@
+"""The Typer app. Thin: parse, call askgpt.runtime, render, map errors to exit codes.
+
+``askgpt PROMPT...`` is the default command: a first argument that is not a
+subcommand is routed to ``ask``, so ``askgpt "hi"`` and ``askgpt models list``
+both work.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from askgpt import __version__
+from askgpt.runtime.engine import EngineFactory
+from askgpt.runtime.errors import AskgptError, ExitCode
+
+from .render import Messages, format_error
+
+_GROUP_OPTIONS = frozenset({"-h", "--help", "--version", "--install-completion", "--show-completion"})
+
+
+class DefaultCommandGroup(TyperGroup):
+    """Routes ``askgpt ARGS`` to ``askgpt ask ARGS`` unless ARGS starts with a subcommand."""
+
+    default_command = "ask"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in _GROUP_OPTIONS):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@contextmanager
+def error_boundary(messages: Messages, *, debug: bool) -> Iterator[None]:
+    """The one place errors become exit codes and a single line on stderr."""
+    try:
+        yield
+    except AskgptError as exc:
+        if debug:
+            traceback.print_exc()
+        messages.line(format_error(exc))
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        messages.line("askgpt: interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except BrokenPipeError:
+        # The reader went away (`askgpt ... | head`): stop quietly, and keep
+        # Python from complaining when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(int(ExitCode.OK)) from None
+    except (typer.Exit, click.exceptions.ClickException):
+        raise
+    except Exception as exc:  # a bug: still one line, traceback on request
+        if debug:
+            traceback.print_exc()
+        messages.line(f"askgpt: internal error: {type(exc).__name__}: {exc}; rerun with --debug for a traceback")
+        raise typer.Exit(int(ExitCode.RUNTIME_ERROR)) from None
+
+
+def _debug_enabled(flag: bool) -> bool:
+    return flag or os.environ.get("ASKGPT_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"askgpt {__version__}")
+        raise typer.Exit()
+
+
+def _default_engine_factory() -> EngineFactory:
+    from askgpt.runtime.llama_engine import load_llama_engine
+
+    return load_llama_engine
+
+
+HELP = """Ask a local model from the terminal, offline.
+
+\b
+  askgpt "What is the capital of France?"
+  cat report.txt | askgpt "summarize this"
+  askgpt -f notes.md -f todo.txt "what is overdue?"
+  askgpt -s "Translate English to French." -e "sea otter => loutre de mer" "cheese"
+  askgpt models list
+
+With no subcommand, the arguments are a question for `askgpt ask` (see `askgpt ask --help`
+for every option). To ask a question that starts with a subcommand's name, write `askgpt ask ...`.
+"""
+
+
+def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
+    """Build the CLI. Tests pass a scripted ``engine_factory``; the default loads llama.cpp lazily."""
+    app = typer.Typer(
+        cls=DefaultCommandGroup,
+        help=HELP,
+        add_completion=False,
+        no_args_is_help=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def root(
+        version: Annotated[Optional[bool], typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    ) -> None:
+        pass
+
+    @app.command("ask")
+    def ask_command(
+        prompt: Annotated[Optional[list[str]], typer.Argument(
+            help="The question or instruction; the words are joined by spaces.", show_default=False)] = None,
+        model: Annotated[Optional[str], typer.Option(
+            "-m", "--model", help="Model NAME or PATH to a .gguf file (default: $ASKGPT_MODEL, "
+            "then config, then the built-in SmolLM2-135M-Instruct).", show_default=False)] = None,
+        system: Annotated[Optional[str], typer.Option(
+            "-s", "--system", help="System prompt: the task description. -s '' sends none.",
+            show_default=False)] = None,
+        files: Annotated[Optional[list[str]], typer.Option(
+            "-f", "--file", help="A document to include before the instruction (repeatable; - is stdin).",
+            show_default=False)] = None,
+        examples: Annotated[Optional[list[str]], typer.Option(
+            "-e", "--example", help='A few-shot example "INPUT => OUTPUT" (repeatable).',
+            show_default=False)] = None,
+        examples_file: Annotated[Optional[str], typer.Option(
+            "--examples", help='A JSONL file of few-shot examples: {"input": ..., "output": ...} per line.',
+            show_default=False)] = None,
+        temperature: Annotated[Optional[float], typer.Option(
+            "-t", "--temperature", min=0.0, help="Sampling temperature; 0 is greedy [default: 0.2].",
+            show_default=False)] = None,
+        max_tokens: Annotated[Optional[int], typer.Option(
+            "-n", "--max-tokens", min=1, help="Most tokens to generate [default: 512].",
+            show_default=False)] = None,
+        seed: Annotated[Optional[int], typer.Option(
+            "--seed", min=0, help="Random seed, for repeatable sampling.", show_default=False)] = None,
+        ctx: Annotated[Optional[int], typer.Option(
+            "--ctx", min=0, help="Context size in tokens; 0 = the model's training context [default: 4096].",
+            show_default=False)] = None,
+        no_stream: Annotated[bool, typer.Option(
+            "--no-stream", help="Print the answer once it is complete.")] = False,
+        stats: Annotated[bool, typer.Option(
+            "--stats", help="Print token counts, speed and load time to stderr.")] = False,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress or warnings on stderr.")] = False,
+        debug: Annotated[bool, typer.Option(
+            "--debug", help="Show tracebacks (also ASKGPT_DEBUG=1).")] = False,
+    ) -> None:
+        """Ask the model (the default command). Stdin, when piped, is the document."""
+        from askgpt.runtime.settings import load_settings
+
+        from .ask import AskOptions, Streams, run_ask
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        with error_boundary(messages, debug=_debug_enabled(debug)):
+            opts = AskOptions(
+                prompt_words=tuple(prompt or ()), model=model, system=system,
+                files=tuple(files or ()), examples=tuple(examples or ()), examples_file=examples_file,
+                temperature=temperature, max_tokens=max_tokens, seed=seed, ctx=ctx,
+                stream=not no_stream, stats=stats,
+            )
+            streams = Streams(
+                stdin=sys.stdin.buffer, stdin_is_terminal=sys.stdin.isatty(),
+                stdout=sys.stdout, stdout_is_terminal=sys.stdout.isatty(),
+            )
+            run_ask(opts, settings=load_settings(os.environ),
+                    engine_factory=engine_factory or _default_engine_factory(),
+                    streams=streams, messages=messages)
+
+    models_app = typer.Typer(help="Manage models.", no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(models_app, name="models")
+
+    @models_app.command("list")
+    def models_list() -> None:
+        """List the built-in model and the GGUF files in the models folder."""
+        from askgpt.runtime.models import list_models
+        from askgpt.runtime.settings import load_settings
+
+        messages = Messages(sys.stderr, quiet=False)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            settings = load_settings(os.environ)
+            for ref in list_models(settings.paths.models_dir):
+                size_mb = ref.path.stat().st_size / 1e6
+                tag = " (built-in, default)" if ref.builtin else ""
+                typer.echo(f"{ref.name}\t{size_mb:.0f} MB\t{ref.path}{tag}")
+            messages.warn(f"add models by putting NAME.gguf in {settings.paths.models_dir}")
+
+    return app
+
+
+def main() -> None:
+    create_app()()

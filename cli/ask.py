@@ -1,0 +1,84 @@
+"""The `ask` command's glue: options in, runtime calls, rendering out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import BinaryIO, TextIO
+
+from askgpt.runtime.ask import GenerationConfig, StopReason, ask
+from askgpt.runtime.engine import EngineConfig, EngineFactory
+from askgpt.runtime.inputs import collect_request
+from askgpt.runtime.models import resolve_model
+from askgpt.runtime.sampling import SamplingConfig
+from askgpt.runtime.settings import Settings
+
+from .render import Messages, format_stats, make_sink, stream_answer
+
+DEFAULT_SYSTEM = "You are a helpful assistant. Answer concisely and accurately."
+
+
+@dataclass(frozen=True)
+class AskOptions:
+    """The ask command line, parsed. ``None`` means "use the configured default"."""
+
+    prompt_words: tuple[str, ...] = ()
+    model: str | None = None
+    system: str | None = None
+    files: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    examples_file: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    ctx: int | None = None
+    stream: bool = True
+    stats: bool = False
+
+
+@dataclass(frozen=True)
+class Streams:
+    stdin: BinaryIO
+    stdin_is_terminal: bool
+    stdout: TextIO
+    stdout_is_terminal: bool
+
+
+def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFactory,
+            streams: Streams, messages: Messages) -> None:
+    d = settings.defaults
+    # -s "" means: no system prompt at all (the model template's own default applies).
+    system = opts.system if opts.system is not None else (d.system if d.system is not None else DEFAULT_SYSTEM)
+    request = collect_request(
+        prompt_words=opts.prompt_words, files=opts.files,
+        stdin=streams.stdin, stdin_is_terminal=streams.stdin_is_terminal,
+        system=system or None, example_args=opts.examples, examples_file=opts.examples_file,
+    )
+    config = GenerationConfig(
+        max_tokens=opts.max_tokens if opts.max_tokens is not None else d.max_tokens,
+        sampling=SamplingConfig(
+            temperature=opts.temperature if opts.temperature is not None else d.temperature,
+            repeat_penalty=d.repeat_penalty,
+            seed=opts.seed,
+        ),
+    )
+    ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
+    started = time.perf_counter()
+    with messages.status(f"Loading {ref.name}…"):
+        engine = engine_factory(ref, EngineConfig(n_ctx=opts.ctx if opts.ctx is not None else d.ctx))
+    load_seconds = time.perf_counter() - started
+    try:
+        answer = ask(engine, request, config)
+        sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal)
+        try:
+            stream_answer(answer if opts.stream else [answer.text()], sink)
+        finally:
+            if opts.stats and answer.stats is not None:
+                messages.line(format_stats(answer.stats, load_seconds=load_seconds))
+    finally:
+        engine.close()
+    stats = answer.stats
+    if stats is not None and stats.stop_reason is StopReason.LOOP:
+        messages.warn("stopped early: the answer started repeating itself")
+    elif stats is not None and stats.stop_reason is StopReason.LENGTH:
+        messages.warn(f"stopped at the {config.max_tokens}-token limit (raise it with -n)")

@@ -1,0 +1,119 @@
+"""Rendering: the answer to stdout, everything else to stderr.
+
+On a terminal the answer is rendered as Markdown (rich) while it streams;
+when stdout is piped it is written as plain text, token by token, with no
+colour and no wrapping. rich honours NO_COLOR on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+
+    from askgpt.runtime.ask import Stats
+    from askgpt.runtime.errors import AskgptError
+
+
+class AnswerSink(Protocol):
+    def write(self, piece: str) -> None: ...
+
+    def finish(self) -> None:
+        """Flush and end the answer with a newline (also after Ctrl-C)."""
+        ...
+
+
+class PlainSink:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._last = "\n"
+
+    def write(self, piece: str) -> None:
+        self._stream.write(piece)
+        self._stream.flush()  # stream token by token, even into a pipe
+        self._last = piece[-1:] or self._last
+
+    def finish(self) -> None:
+        if self._last != "\n":
+            self._stream.write("\n")
+        self._stream.flush()
+
+
+class MarkdownSink:
+    """Re-renders the Markdown seen so far on each piece (rich.live)."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._text = ""
+        self._live: Live | None = None
+
+    def write(self, piece: str) -> None:
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        self._text += piece
+        if self._live is None:
+            self._live = Live(console=self._console, auto_refresh=False, vertical_overflow="visible")
+            self._live.start()
+        self._live.update(Markdown(self._text), refresh=True)
+
+    def finish(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+def make_sink(stdout: TextIO, *, markdown: bool) -> AnswerSink:
+    if not markdown:
+        return PlainSink(stdout)
+    from rich.console import Console
+
+    return MarkdownSink(Console(file=stdout))
+
+
+def stream_answer(pieces: Iterable[str], sink: AnswerSink) -> None:
+    try:
+        for piece in pieces:
+            sink.write(piece)
+    finally:
+        sink.finish()
+
+
+def format_stats(stats: Stats, *, load_seconds: float) -> str:
+    return (
+        f"prompt: {stats.prompt_tokens} tokens in {stats.prompt_seconds:.2f}s | "
+        f"answer: {stats.generated_tokens} tokens, {stats.tokens_per_second:.1f} tokens/s | "
+        f"load: {load_seconds:.2f}s | stop: {stats.stop_reason.value}"
+    )
+
+
+def format_error(error: AskgptError) -> str:
+    line = f"askgpt: error: {error.message}"
+    return f"{line}; {error.hint}" if error.hint else line
+
+
+class Messages:
+    """Progress, warnings, stats and errors: all on stderr."""
+
+    def __init__(self, stderr: TextIO, *, quiet: bool) -> None:
+        self._stderr = stderr
+        self.quiet = quiet
+
+    def line(self, text: str) -> None:
+        print(text, file=self._stderr, flush=True)
+
+    def warn(self, text: str) -> None:
+        if not self.quiet:
+            self.line(f"askgpt: {text}")
+
+    def status(self, text: str):  # -> ContextManager
+        """A spinner on a terminal stderr; nothing otherwise or when quiet."""
+        import contextlib
+
+        if self.quiet or not self._stderr.isatty():
+            return contextlib.nullcontext()
+        from rich.console import Console
+
+        return Console(file=self._stderr).status(text, spinner="dots")

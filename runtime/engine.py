@@ -1,0 +1,97 @@
+"""The engine seam: everything askgpt needs from a language-model backend.
+
+`LlamaEngine` (runtime/llama_engine.py, the only module that imports
+llama_cpp) implements it for GGUF models; tests of CLI logic use a scripted
+fake. A prompt is a sequence of parts so that image embedding rows can sit
+between runs of text tokens; the engine decodes each run in its own batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
+
+from .sampling import SamplingConfig
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .models import ModelRef
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to load a model. ``n_ctx == 0`` means the model's training context."""
+
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_threads: int | None = None
+    # Window of recent tokens the repeat penalty looks at.
+    repeat_last_n: int = 64
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path
+    n_ctx: int  # context size of this session
+    n_ctx_train: int
+    n_embd: int  # width of one input embedding row
+    chat_template: str | None
+    bos_token: str  # text form, "" when the model has none
+    eos_token: str
+    add_bos: bool  # whether the tokenizer expects a BOS token at the start
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """A run of token ids."""
+
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingRows:
+    """A run of ready-made input embeddings, shape (n, n_embd) float32,
+    e.g. an image projected into the model's embedding space."""
+
+    rows: "np.ndarray"
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+
+PromptPart = Union[TokenIds, EmbeddingRows]
+
+
+def prompt_length(parts: Sequence[PromptPart]) -> int:
+    """How many context positions a prompt takes."""
+    return sum(len(p.ids) if isinstance(p, TokenIds) else len(p) for p in parts)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+        """Token ids of ``text``; ``special`` lets control tokens such as
+        ``<|im_start|>`` in a rendered chat template parse as themselves."""
+        ...
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes a generated token stands for (may be part of a UTF-8 character)."""
+        ...
+
+    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Iterator[int]:
+        """Evaluate ``prompt`` and yield sampled token ids until an
+        end-of-generation token (not yielded) or until the caller stops
+        iterating. Reuses the KV cache for a prompt prefix it has already seen."""
+        ...
+
+    def close(self) -> None: ...
+
+
+EngineFactory = Callable[["ModelRef", EngineConfig], Engine]

@@ -1,0 +1,183 @@
+"""The llama.cpp engine: the only module that imports ``llama_cpp``.
+
+It owns one ``llama_cpp.Llama`` (model + context + KV cache) and exposes the
+`Engine` seam. ``llama_cpp`` is imported inside `load_llama_engine`, so
+importing this module stays cheap and ``askgpt --help`` never loads it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .engine import EmbeddingRows, EngineConfig, ModelInfo, PromptPart, TokenIds
+from .errors import InferenceError, ModelLoadError
+from .models import ModelRef
+from .sampling import SamplingConfig
+
+_GGUF_MAGIC = b"GGUF"
+
+
+def _check_gguf(path: Path) -> None:
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc.strerror}") from exc
+    if magic != _GGUF_MAGIC:
+        raise ModelLoadError(
+            f"{path} is not a GGUF model file",
+            hint="askgpt runs llama.cpp GGUF models; convert the checkpoint to GGUF first",
+        )
+
+
+def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
+    """Load ``ref`` with llama.cpp. Raises `ModelLoadError` on any failure."""
+    _check_gguf(ref.path)
+    try:
+        import llama_cpp
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ModelLoadError(f"llama-cpp-python is not usable: {exc}", hint="reinstall askgpt") from exc
+    threads = config.n_threads or os.cpu_count() or 1
+    try:
+        llm = llama_cpp.Llama(
+            model_path=str(ref.path),
+            n_ctx=config.n_ctx,
+            n_batch=config.n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            last_n_tokens_size=config.repeat_last_n,
+            verbose=False,
+        )
+    except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError with no detail
+        raise ModelLoadError(
+            f"llama.cpp could not load {ref.path.name}: {exc}",
+            hint="the file may be truncated or use an architecture this llama.cpp build lacks",
+        ) from exc
+    return LlamaEngine(llm, ref)
+
+
+class LlamaEngine:
+    """`Engine` over one ``llama_cpp.Llama``; close it (or use ``with``) to free memory."""
+
+    def __init__(self, llm: Any, ref: ModelRef) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self._llm = llm
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        model = llm._model
+        meta: dict[str, str] = llm.metadata or {}
+
+        def token_text(token_id: int) -> str:
+            return model.token_get_text(token_id) if token_id >= 0 else ""
+
+        self._info = ModelInfo(
+            name=ref.name,
+            path=ref.path,
+            n_ctx=llm.n_ctx(),
+            n_ctx_train=model.n_ctx_train(),
+            n_embd=llama_cpp.llama_model_n_embd_inp(llm.model),
+            chat_template=meta.get("tokenizer.chat_template") or None,
+            bos_token=token_text(model.token_bos()),
+            eos_token=token_text(model.token_eos()),
+            add_bos=bool(model.add_bos_token()),
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+
+    def token_bytes(self, token: int) -> bytes:
+        return bytes(self._llm.detokenize([token]))
+
+    def _is_eog(self, token: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Iterator[int]:
+        llm = self._llm
+        llm.set_seed(self._lib.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed)
+        kwargs = dict(
+            temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+            min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
+        )
+        if all(isinstance(p, TokenIds) for p in prompt):
+            # Pure text: llama-cpp-python reuses the KV cache for a shared prefix.
+            ids = [t for p in prompt for t in p.ids]  # type: ignore[union-attr]
+            stream = llm.generate(ids, reset=True, **kwargs)
+        else:
+            self._eval_parts(prompt)
+            stream = llm.generate([], reset=False, **kwargs)
+        n_ctx = self._info.n_ctx
+        try:
+            for token in stream:
+                if self._is_eog(token):
+                    return
+                yield int(token)
+                if llm.n_tokens >= n_ctx - 1:  # the next eval would not fit
+                    return
+        except RuntimeError as exc:
+            raise InferenceError(f"llama.cpp failed while generating: {exc}") from exc
+        finally:
+            stream.close()
+
+    def _eval_parts(self, prompt: Sequence[PromptPart]) -> None:
+        """Decode mixed text/embedding prompts run by run (one batch cannot mix them)."""
+        if not prompt or not isinstance(prompt[-1], TokenIds) or not prompt[-1].ids:
+            # Sampling reads the logits of the last decoded text token.
+            raise InferenceError("a prompt with embeddings must end with text tokens")
+        llm = self._llm
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        try:
+            for part in prompt:
+                if isinstance(part, TokenIds):
+                    llm.eval(list(part.ids))
+                else:
+                    self._decode_embeddings(part)
+        except RuntimeError as exc:
+            raise InferenceError(f"llama.cpp failed to evaluate the prompt: {exc}") from exc
+
+    def _decode_embeddings(self, part: EmbeddingRows) -> None:
+        import numpy as np
+
+        lib, llm = self._lib, self._llm
+        rows = np.ascontiguousarray(part.rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self._info.n_embd:
+            raise InferenceError(
+                f"embedding rows have shape {rows.shape}, the model needs (n, {self._info.n_embd})"
+            )
+        for start in range(0, len(rows), llm.n_batch):
+            chunk = rows[start:start + llm.n_batch]
+            n = len(chunk)
+            batch = lib.llama_batch_init(n, self._info.n_embd, 1)
+            try:
+                ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
+                for i in range(n):
+                    batch.pos[i] = llm.n_tokens + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = 0
+                batch.n_tokens = n
+                if lib.llama_decode(llm.ctx, batch) != 0:
+                    raise InferenceError("llama.cpp failed to decode embedding rows")
+            finally:
+                lib.llama_batch_free(batch)
+            # Placeholder ids so a later text prompt never falsely matches this prefix.
+            llm.input_ids[llm.n_tokens:llm.n_tokens + n] = -1
+            llm.n_tokens += n
+
+    def close(self) -> None:
+        self._llm.close()
+
+    def __enter__(self) -> LlamaEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

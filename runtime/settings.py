@@ -1,0 +1,100 @@
+"""Where askgpt keeps its files, and the user's defaults.
+
+Precedence, highest first: command-line option, environment variable,
+``config.toml`` in the config folder, built-in default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from .errors import UsageError
+
+APP_NAME = "askgpt"
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path
+    data_dir: Path
+    cache_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where `-m NAME` looks for NAME.gguf (besides the built-in model)."""
+        return self.data_dir / "models"
+
+
+def resolve_paths(env: Mapping[str, str]) -> Paths:
+    """The platform's user folders, or all three under ``$ASKGPT_HOME``."""
+    home = env.get("ASKGPT_HOME")
+    if home:
+        root = Path(home).expanduser()
+        return Paths(root / "config", root / "data", root / "cache")
+    import platformdirs
+
+    return Paths(
+        Path(platformdirs.user_config_dir(APP_NAME)),
+        Path(platformdirs.user_data_dir(APP_NAME)),
+        Path(platformdirs.user_cache_dir(APP_NAME)),
+    )
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Values a user may set once in config.toml instead of on every call."""
+
+    model: str | None = None
+    ctx: int = 4096
+    max_tokens: int = 512
+    temperature: float = 0.2
+    repeat_penalty: float = 1.1
+    system: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: Paths
+    defaults: Defaults
+    debug: bool
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _read_config(path: Path) -> Defaults:
+    if not path.is_file():
+        return Defaults()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}", hint="fix or delete it") from exc
+    known = {f.name: f for f in fields(Defaults)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise UsageError(
+            f"unknown key(s) in {path}: {', '.join(unknown)}",
+            hint=f"known keys: {', '.join(known)}",
+        )
+    expected = {"model": str, "system": str, "ctx": int, "max_tokens": int,
+                "temperature": (int, float), "repeat_penalty": (int, float)}
+    for key, value in data.items():
+        if not isinstance(value, expected[key]) or isinstance(value, bool):
+            raise UsageError(f"{path}: '{key}' has the wrong type ({type(value).__name__})")
+    return Defaults(**data)
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    paths = resolve_paths(env)
+    defaults = _read_config(paths.config_file)
+    if env.get("ASKGPT_MODEL"):
+        defaults = replace(defaults, model=env["ASKGPT_MODEL"])
+    return Settings(paths=paths, defaults=defaults, debug=_truthy(env.get("ASKGPT_DEBUG")))
