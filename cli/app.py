@@ -12,9 +12,9 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
-import click
+import importlib
 import typer
 from typer.core import TyperGroup
 
@@ -24,6 +24,13 @@ from askgpt.runtime.errors import AskgptError, ExitCode
 
 from .render import Messages, format_error
 
+def _click_exceptions() -> Any:
+    """The exceptions module of the Click that Typer runs on: the click package
+    for Typer < 0.29, its vendored ``typer._click`` since."""
+    core = TyperGroup.__mro__[1].__module__  # "click.core" or "typer._click.core"
+    return importlib.import_module(core.rsplit(".", 1)[0] + ".exceptions")
+
+
 _GROUP_OPTIONS = frozenset({"-h", "--help", "--version", "--install-completion", "--show-completion"})
 
 
@@ -32,10 +39,35 @@ class DefaultCommandGroup(TyperGroup):
 
     default_command = "ask"
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in _GROUP_OPTIONS):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Click's own errors (bad option, bad value) also end in one line on stderr."""
+        errors = _click_exceptions()
+        no_args_help = getattr(errors, "NoArgsIsHelpError", ())
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except no_args_help as exc:  # `askgpt models`: show its help
+            exc.show()
+            code = exc.exit_code
+        except errors.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "askgpt"
+            typer.echo(f"askgpt: error: {exc.format_message()}; see '{where} --help'", err=True)
+            code = exc.exit_code
+        except errors.ClickException as exc:
+            typer.echo(f"askgpt: error: {exc.format_message()}", err=True)
+            code = exc.exit_code
+        except (errors.Abort, typer.Abort):  # Ctrl-C while click itself was running
+            typer.echo("askgpt: interrupted", err=True)
+            code = int(ExitCode.INTERRUPTED)
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 
 @contextmanager
@@ -57,7 +89,7 @@ def error_boundary(messages: Messages, *, debug: bool) -> Iterator[None]:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(int(ExitCode.OK)) from None
-    except (typer.Exit, click.exceptions.ClickException):
+    except typer.Exit:
         raise
     except Exception as exc:  # a bug: still one line, traceback on request
         if debug:
@@ -196,4 +228,4 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
 
 
 def main() -> None:
-    create_app()()
+    create_app()(prog_name="askgpt")

@@ -1,0 +1,3 @@
+from askgpt.cli.app import main
+
+main()

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from askgpt.runtime.engine import EngineConfig
+from askgpt.runtime.models import builtin_model
+
+REPO = Path(__file__).resolve().parent.parent
+ASKGPT_BIN = str(Path(sys.executable).parent / "askgpt")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own ASKGPT_HOME and none of the user's askgpt variables."""
+    home = tmp_path / "askgpt-home"
+    monkeypatch.setenv("ASKGPT_HOME", str(home))
+    for var in ("ASKGPT_MODEL", "ASKGPT_DEBUG", "NO_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def real_engine() -> Iterator[object]:
+    """The built-in SmolLM2 model through llama.cpp, loaded once per session."""
+    from askgpt.runtime.llama_engine import load_llama_engine
+
+    engine = load_llama_engine(builtin_model(), EngineConfig(n_ctx=2048))
+    yield engine
+    engine.close()
+
+
+def run_askgpt(args: list[str], *, input: bytes | None = b"", env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    """Run the installed CLI as a user would (a real process, real stdin/stdout pipes)."""
+    full_env = {**os.environ, **(env or {})}
+    # The console script pip installed, run from outside the checkout so the
+    # installed package (not the source folders) is what gets imported.
+    return subprocess.run(
+        [ASKGPT_BIN, *args], input=input, capture_output=True,
+        env=full_env, timeout=timeout, cwd=REPO / "tests",
+    )
