@@ -39,6 +39,10 @@ class DefaultCommandGroup(TyperGroup):
 
     default_command = "ask"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.subcommand_metavar = "PROMPT... | COMMAND [ARGS]..."
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in _GROUP_OPTIONS):
             args = [self.default_command, *args]
@@ -150,32 +154,33 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @app.command("ask")
     def ask_command(
         prompt: Annotated[Optional[list[str]], typer.Argument(
-            help="The question or instruction; the words are joined by spaces.", show_default=False)] = None,
+            help="The question or instruction; the words are joined by spaces.", metavar="PROMPT",
+            show_default=False)] = None,
         model: Annotated[Optional[str], typer.Option(
-            "-m", "--model", help="Model NAME or PATH to a .gguf file (default: $ASKGPT_MODEL, "
+            "-m", "--model", metavar="NAME|PATH", help="Model NAME or PATH to a .gguf file (default: $ASKGPT_MODEL, "
             "then config, then the built-in SmolLM2-135M-Instruct).", show_default=False)] = None,
         system: Annotated[Optional[str], typer.Option(
-            "-s", "--system", help="System prompt: the task description. -s '' sends none.",
+            "-s", "--system", metavar="TEXT", help="System prompt: the task description. -s '' sends none.",
             show_default=False)] = None,
         files: Annotated[Optional[list[str]], typer.Option(
-            "-f", "--file", help="A document to include before the instruction (repeatable; - is stdin).",
+            "-f", "--file", metavar="FILE", help="A document to include before the instruction (repeatable; - is stdin).",
             show_default=False)] = None,
         examples: Annotated[Optional[list[str]], typer.Option(
-            "-e", "--example", help='A few-shot example "INPUT => OUTPUT" (repeatable).',
+            "-e", "--example", metavar="'IN => OUT'", help='A few-shot example "INPUT => OUTPUT" (repeatable).',
             show_default=False)] = None,
         examples_file: Annotated[Optional[str], typer.Option(
-            "--examples", help='A JSONL file of few-shot examples: {"input": ..., "output": ...} per line.',
+            "--examples", metavar="FILE", help='A JSONL file of few-shot examples: {"input": ..., "output": ...} per line.',
             show_default=False)] = None,
         temperature: Annotated[Optional[float], typer.Option(
-            "-t", "--temperature", min=0.0, help="Sampling temperature; 0 is greedy [default: 0.2].",
+            "-t", "--temperature", min=0.0, metavar="T", help="Sampling temperature; 0 is greedy [default: 0.2].",
             show_default=False)] = None,
         max_tokens: Annotated[Optional[int], typer.Option(
-            "-n", "--max-tokens", min=1, help="Most tokens to generate [default: 512].",
+            "-n", "--max-tokens", min=1, metavar="N", help="Most tokens to generate [default: 512].",
             show_default=False)] = None,
         seed: Annotated[Optional[int], typer.Option(
-            "--seed", min=0, help="Random seed, for repeatable sampling.", show_default=False)] = None,
+            "--seed", min=0, metavar="N", help="Random seed, for repeatable sampling.", show_default=False)] = None,
         ctx: Annotated[Optional[int], typer.Option(
-            "--ctx", min=0, help="Context size in tokens; 0 = the model's training context [default: 4096].",
+            "--ctx", min=0, metavar="N", help="Context size in tokens; 0 = the model's training context [default: 4096].",
             show_default=False)] = None,
         no_stream: Annotated[bool, typer.Option(
             "--no-stream", help="Print the answer once it is complete.")] = False,

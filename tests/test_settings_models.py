@@ -1,0 +1,65 @@
+"""Folders, config precedence and the model registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from askgpt.runtime.errors import ModelNotFoundError, UsageError
+from askgpt.runtime.models import builtin_model, list_models, resolve_model
+from askgpt.runtime.settings import Defaults, load_settings, resolve_paths
+
+
+def test_askgpt_home_holds_all_folders(tmp_path: Path) -> None:
+    p = resolve_paths({"ASKGPT_HOME": str(tmp_path)})
+    assert {p.config_dir.parent, p.data_dir.parent, p.cache_dir.parent} == {tmp_path}
+    assert p.models_dir == tmp_path / "data" / "models"
+
+
+def test_platform_folders_without_askgpt_home() -> None:
+    p = resolve_paths({})
+    assert "askgpt" in str(p.config_dir) and "askgpt" in str(p.data_dir) and "askgpt" in str(p.cache_dir)
+
+
+def test_env_model_beats_config(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('model = "from-config"\ntemperature = 0\n')
+    s = load_settings({"ASKGPT_HOME": str(tmp_path)})
+    assert s.defaults.model == "from-config" and s.defaults.temperature == 0
+    s = load_settings({"ASKGPT_HOME": str(tmp_path), "ASKGPT_MODEL": "from-env", "ASKGPT_DEBUG": "1"})
+    assert s.defaults.model == "from-env" and s.debug
+
+
+@pytest.mark.parametrize("text", ['ctx = "big"\n', "ctx = true\n", "not toml ==\n"])
+def test_bad_config_is_a_usage_error(tmp_path: Path, text: str) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text(text)
+    with pytest.raises(UsageError):
+        load_settings({"ASKGPT_HOME": str(tmp_path)})
+
+
+def test_no_config_gives_defaults(tmp_path: Path) -> None:
+    assert load_settings({"ASKGPT_HOME": str(tmp_path)}).defaults == Defaults()
+
+
+def test_builtin_model_is_the_packaged_gguf() -> None:
+    ref = builtin_model()
+    assert ref.builtin and ref.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert ref.path.read_bytes()[:4] == b"GGUF"
+    for alias in (None, "smollm2", "default", "SmolLM2"):
+        assert resolve_model(alias, Path("/nowhere")) == ref
+
+
+def test_resolve_path_and_name(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "phi.gguf").write_bytes(b"GGUF")
+    assert resolve_model("phi", models).path == (models / "phi.gguf").resolve()
+    assert resolve_model(str(models / "phi.gguf"), Path("/nowhere")).name == "phi"
+    with pytest.raises(ModelNotFoundError, match="no model named"):
+        resolve_model("llama", models)
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        resolve_model(str(tmp_path / "missing.gguf"), models)
+    names = [m.name for m in list_models(models)]
+    assert names == ["smollm2", "phi"]
