@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Optional
 
 import importlib
+import io
 import typer
 from typer.core import TyperGroup
 
@@ -203,8 +204,11 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 temperature=temperature, max_tokens=max_tokens, seed=seed, ctx=ctx,
                 stream=not no_stream, stats=stats,
             )
+            # A closed stdin (`askgpt ... <&-`) leaves sys.stdin None: treat it as absent.
+            stdin_open = sys.stdin is not None
             streams = Streams(
-                stdin=sys.stdin.buffer, stdin_is_terminal=sys.stdin.isatty(),
+                stdin=sys.stdin.buffer if stdin_open else io.BytesIO(),
+                stdin_is_terminal=not stdin_open or sys.stdin.isatty(),
                 stdout=sys.stdout, stdout_is_terminal=sys.stdout.isatty(),
             )
             run_ask(opts, settings=load_settings(os.environ),

@@ -71,7 +71,8 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
         answer = ask(engine, request, config)
         sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal)
         try:
-            stream_answer(answer if opts.stream else [answer.text()], sink)
+            pieces = answer if opts.stream else iter([answer.text()])
+            stream_answer(pieces, sink, waiting=messages.status("Reading the prompt…"))
         finally:
             if opts.stats and answer.stats is not None:
                 messages.line(format_stats(answer.stats, load_seconds=load_seconds))

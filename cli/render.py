@@ -8,6 +8,7 @@ colour and no wrapping. rich honours NO_COLOR on its own.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
@@ -73,10 +74,18 @@ def make_sink(stdout: TextIO, *, markdown: bool) -> AnswerSink:
     return MarkdownSink(Console(file=stdout))
 
 
-def stream_answer(pieces: Iterable[str], sink: AnswerSink) -> None:
+def stream_answer(pieces: Iterable[str], sink: AnswerSink,
+                  waiting: AbstractContextManager[object] | None = None) -> None:
+    """Write pieces as they come. ``waiting`` (a spinner) runs until the first
+    piece: reading a long prompt can take seconds before the answer starts."""
+    stream = iter(pieces)
     try:
-        for piece in pieces:
-            sink.write(piece)
+        with waiting or nullcontext():
+            first = next(stream, None)
+        if first is not None:
+            sink.write(first)
+            for piece in stream:
+                sink.write(piece)
     finally:
         sink.finish()
 
@@ -108,12 +117,10 @@ class Messages:
         if not self.quiet:
             self.line(f"askgpt: {text}")
 
-    def status(self, text: str):  # -> ContextManager
+    def status(self, text: str) -> AbstractContextManager[object]:
         """A spinner on a terminal stderr; nothing otherwise or when quiet."""
-        import contextlib
-
         if self.quiet or not self._stderr.isatty():
-            return contextlib.nullcontext()
+            return nullcontext()
         from rich.console import Console
 
         return Console(file=self._stderr).status(text, spinner="dots")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from typer.testing import CliRunner
 
 from askgpt import __version__
 from askgpt.cli.app import create_app
+from askgpt.cli.render import make_sink, stream_answer
 from askgpt.runtime.errors import ModelLoadError
 from fakes import ScriptedEngine, ScriptedFactory
 
@@ -221,3 +224,58 @@ def test_loop_and_length_warnings_go_to_stderr_unless_quiet() -> None:
     assert result.stdout.count("ab") < 40  # stopped by the loop guard
     quiet, _ = invoke(["-q", "-n", "3", "hi"])
     assert quiet.stderr == "" and quiet.stdout == "scr\n"
+
+
+class TerminalBuffer(io.StringIO):
+    """A stdout that says it is a terminal, as rich checks."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def has_colour(text: str) -> bool:
+    """Any SGR escape that sets a foreground or background colour."""
+    for params in re.findall(r"\x1b\[([0-9;]*)m", text):
+        for p in filter(None, params.split(";")):
+            if 30 <= int(p) <= 49 or 90 <= int(p) <= 107:
+                return True
+    return False
+
+
+def test_terminal_answer_is_rendered_markdown() -> None:
+    out = TerminalBuffer()
+    stream_answer(["Some **bold** ", "and a list:\n\n", "- `code` item\n"], make_sink(out, markdown=True))
+    text = out.getvalue()
+    assert "**" not in text and "bold" in text and "code" in text
+    assert "\x1b[1m" in text  # bold rendered by the terminal, not as asterisks
+    assert has_colour(text)
+
+
+def test_no_color_keeps_markdown_but_drops_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = TerminalBuffer()
+    stream_answer(["Some **bold** ", "and `code`\n"], make_sink(out, markdown=True))
+    text = out.getvalue()
+    assert "**" not in text and "bold" in text
+    assert not has_colour(text), repr(text)
+
+
+def test_piped_answer_is_plain_and_unwrapped() -> None:
+    out = io.StringIO()
+    long_line = "word " * 60 + "**kept**"
+    stream_answer([long_line], make_sink(out, markdown=False))
+    assert out.getvalue() == long_line + "\n"
+
+
+def test_askgpt_model_env_replaces_the_builtin_and_m_beats_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKGPT_MODEL", "/no/such/env-model.gguf")
+    result, _ = invoke(["hi"])
+    assert result.exit_code == 3 and "env-model.gguf" in result.stderr
+    result, factory = invoke(["-m", "smollm2", "hi"])
+    assert result.exit_code == 0 and factory.calls[0][0].builtin
+
+
+def test_reading_spinner_is_silent_off_a_terminal() -> None:
+    # stderr is not a terminal under the runner: no spinner frames may leak into it.
+    result, _ = invoke(["hi"])
+    assert result.stderr == ""

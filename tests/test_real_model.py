@@ -190,3 +190,13 @@ def test_ctrl_c_mid_answer_exits_130_with_partial_output() -> None:
     assert proc.returncode == 130, err
     assert (first + rest).endswith(b"\n")
     assert err.decode().strip() == "askgpt: interrupted"
+
+
+def test_closed_stdin_counts_as_no_input() -> None:
+    result = subprocess.run(
+        [ASKGPT_BIN, "-t", "0", "-n", "16", "What is the capital of France?"],
+        capture_output=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=None, preexec_fn=lambda: os.close(0), cwd=REPO / "tests", timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout.decode()
