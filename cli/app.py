@@ -7,23 +7,24 @@ both work.
 
 from __future__ import annotations
 
+import importlib
+import io
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
-import importlib
-import io
 import typer
+from askgpt.runtime.engine import EngineFactory
+from askgpt.runtime.errors import AskgptError, ExitCode
 from typer.core import TyperGroup
 
 from askgpt import __version__
-from askgpt.runtime.engine import EngineFactory
-from askgpt.runtime.errors import AskgptError, ExitCode
 
 from .render import Messages, format_error
+
 
 def _click_exceptions() -> Any:
     """The exceptions module of the Click that Typer runs on: the click package
@@ -49,13 +50,15 @@ class DefaultCommandGroup(TyperGroup):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         """Click's own errors (bad option, bad value) also end in one line on stderr."""
         errors = _click_exceptions()
         no_args_help = getattr(errors, "NoArgsIsHelpError", ())
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              windows_expand_args=windows_expand_args, **extra)
             code = rv if isinstance(rv, int) else 0
         except no_args_help as exc:  # `askgpt models`: show its help
             exc.show()
@@ -147,41 +150,44 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
 
     @app.callback()
     def root(
-        version: Annotated[Optional[bool], typer.Option(
+        version: Annotated[bool | None, typer.Option(
             "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
     ) -> None:
         pass
 
     @app.command("ask")
     def ask_command(
-        prompt: Annotated[Optional[list[str]], typer.Argument(
+        prompt: Annotated[list[str] | None, typer.Argument(
             help="The question or instruction; the words are joined by spaces.", metavar="PROMPT",
             show_default=False)] = None,
-        model: Annotated[Optional[str], typer.Option(
+        model: Annotated[str | None, typer.Option(
             "-m", "--model", metavar="NAME|PATH", help="Model NAME or PATH to a .gguf file (default: $ASKGPT_MODEL, "
             "then config, then the built-in SmolLM2-135M-Instruct).", show_default=False)] = None,
-        system: Annotated[Optional[str], typer.Option(
+        system: Annotated[str | None, typer.Option(
             "-s", "--system", metavar="TEXT", help="System prompt: the task description. -s '' sends none.",
             show_default=False)] = None,
-        files: Annotated[Optional[list[str]], typer.Option(
-            "-f", "--file", metavar="FILE", help="A document to include before the instruction (repeatable; - is stdin).",
+        files: Annotated[list[str] | None, typer.Option(
+            "-f", "--file", metavar="FILE",
+            help="A document to include before the instruction (repeatable; - is stdin).",
             show_default=False)] = None,
-        examples: Annotated[Optional[list[str]], typer.Option(
+        examples: Annotated[list[str] | None, typer.Option(
             "-e", "--example", metavar="'IN => OUT'", help='A few-shot example "INPUT => OUTPUT" (repeatable).',
             show_default=False)] = None,
-        examples_file: Annotated[Optional[str], typer.Option(
-            "--examples", metavar="FILE", help='A JSONL file of few-shot examples: {"input": ..., "output": ...} per line.',
+        examples_file: Annotated[str | None, typer.Option(
+            "--examples", metavar="FILE",
+            help='A JSONL file of few-shot examples: {"input": ..., "output": ...} per line.',
             show_default=False)] = None,
-        temperature: Annotated[Optional[float], typer.Option(
+        temperature: Annotated[float | None, typer.Option(
             "-t", "--temperature", min=0.0, metavar="T", help="Sampling temperature; 0 is greedy [default: 0.2].",
             show_default=False)] = None,
-        max_tokens: Annotated[Optional[int], typer.Option(
+        max_tokens: Annotated[int | None, typer.Option(
             "-n", "--max-tokens", min=1, metavar="N", help="Most tokens to generate [default: 512].",
             show_default=False)] = None,
-        seed: Annotated[Optional[int], typer.Option(
+        seed: Annotated[int | None, typer.Option(
             "--seed", min=0, metavar="N", help="Random seed, for repeatable sampling.", show_default=False)] = None,
-        ctx: Annotated[Optional[int], typer.Option(
-            "--ctx", min=0, metavar="N", help="Context size in tokens; 0 = the model's training context [default: 4096].",
+        ctx: Annotated[int | None, typer.Option(
+            "--ctx", min=0, metavar="N",
+            help="Context size in tokens; 0 = the model's training context [default: 4096].",
             show_default=False)] = None,
         no_stream: Annotated[bool, typer.Option(
             "--no-stream", help="Print the answer once it is complete.")] = False,

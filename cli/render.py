@@ -12,11 +12,10 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.live import Live
-
     from askgpt.runtime.ask import Stats
     from askgpt.runtime.errors import AskgptError
+    from rich.console import Console
+    from rich.live import Live
 
 
 class AnswerSink(Protocol):

@@ -8,10 +8,10 @@ between runs of text tokens; the engine decodes each run in its own batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .sampling import SamplingConfig
 
@@ -57,13 +57,13 @@ class EmbeddingRows:
     """A run of ready-made input embeddings, shape (n, n_embd) float32,
     e.g. an image projected into the model's embedding space."""
 
-    rows: "np.ndarray"
+    rows: np.ndarray
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
 
-PromptPart = Union[TokenIds, EmbeddingRows]
+PromptPart = TokenIds | EmbeddingRows
 
 
 def prompt_length(parts: Sequence[PromptPart]) -> int:
@@ -85,7 +85,7 @@ class Engine(Protocol):
         """The bytes a generated token stands for (may be part of a UTF-8 character)."""
         ...
 
-    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Iterator[int]:
+    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Generator[int, None, None]:
         """Evaluate ``prompt`` and yield sampled token ids until an
         end-of-generation token (not yielded) or until the caller stops
         iterating. Reuses the KV cache for a prompt prefix it has already seen."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ class LlamaEngine:
     def _is_eog(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
 
-    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Iterator[int]:
+    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Generator[int, None, None]:
         llm = self._llm
         llm.set_seed(self._lib.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed)
         kwargs = dict(

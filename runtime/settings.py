@@ -6,10 +6,11 @@ Precedence, highest first: command-line option, environment variable,
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+import tomllib
 
 from .errors import UsageError
 
@@ -84,7 +85,7 @@ def _read_config(path: Path) -> Defaults:
             f"unknown key(s) in {path}: {', '.join(unknown)}",
             hint=f"known keys: {', '.join(known)}",
         )
-    expected = {"model": str, "system": str, "ctx": int, "max_tokens": int,
+    expected: dict[str, type | tuple[type, ...]] = {"model": str, "system": str, "ctx": int, "max_tokens": int,
                 "temperature": (int, float), "repeat_penalty": (int, float)}
     for key, value in data.items():
         if not isinstance(value, expected[key]) or isinstance(value, bool):

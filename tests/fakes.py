@@ -5,7 +5,7 @@ Tokens are UTF-8 bytes (one token per byte), so token counts are predictable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,7 @@ class ScriptedEngine:
     def token_bytes(self, token: int) -> bytes:
         return bytes([token])
 
-    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Iterator[int]:
+    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Generator[int, None, None]:
         ids = [t for p in prompt if isinstance(p, TokenIds) for t in p.ids]
         self.prompts.append(bytes(ids).decode("utf-8"))
         for i, byte in enumerate(self.answer.encode("utf-8")):

@@ -7,18 +7,25 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from askgpt.runtime.chat import TemplateError, format_prompt, render_chat
 from askgpt.runtime.engine import ModelInfo
 from askgpt.runtime.errors import InputNotFoundError, UsageError
 from askgpt.runtime.inputs import collect_request
 from askgpt.runtime.prompt import (
-    Document, Example, Message, Request, build_messages, build_request, load_examples,
-    parse_example, render_plain, user_content,
+    Document,
+    Example,
+    Message,
+    Request,
+    build_messages,
+    build_request,
+    load_examples,
+    parse_example,
+    render_plain,
+    user_content,
 )
 from fakes import CHATML
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def info(template: str | None) -> ModelInfo:

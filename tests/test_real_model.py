@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from askgpt.cli.ask import DEFAULT_SYSTEM
 from askgpt.runtime.ask import GenerationConfig, StopReason, ask
 from askgpt.runtime.engine import EmbeddingRows, Engine, TokenIds
 from askgpt.runtime.errors import ContextOverflowError
 from askgpt.runtime.models import builtin_model
 from askgpt.runtime.prompt import Example, Request
-from askgpt.runtime.sampling import LoopGuard, SamplingConfig
+from askgpt.runtime.sampling import SamplingConfig
 from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 pytestmark = pytest.mark.model
@@ -195,8 +194,7 @@ def test_ctrl_c_mid_answer_exits_130_with_partial_output() -> None:
 def test_closed_stdin_counts_as_no_input() -> None:
     result = subprocess.run(
         [ASKGPT_BIN, "-t", "0", "-n", "16", "What is the capital of France?"],
-        capture_output=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        stdin=None, preexec_fn=lambda: os.close(0), cwd=REPO / "tests", timeout=120,
+        capture_output=True, stdin=None, preexec_fn=lambda: os.close(0), cwd=REPO / "tests", timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout.decode()

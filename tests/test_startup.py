@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 HEAVY = ("llama_cpp", "onnxruntime", "torch", "open_clip", "PIL", "numpy")
