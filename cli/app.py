@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from askgpt.runtime.engine import EngineFactory
 from askgpt.runtime.errors import AskgptError, ExitCode
+from askgpt.runtime.settings import truthy
 from typer.core import TyperGroup
 
 from askgpt import __version__
@@ -107,7 +108,8 @@ def error_boundary(messages: Messages, *, debug: bool) -> Iterator[None]:
 
 
 def _debug_enabled(flag: bool) -> bool:
-    return flag or os.environ.get("ASKGPT_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    # Read before settings load, so that a broken config file can still be debugged.
+    return flag or truthy(os.environ.get("ASKGPT_DEBUG"))
 
 
 def _version(value: bool) -> None:

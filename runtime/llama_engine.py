@@ -68,23 +68,25 @@ class LlamaEngine:
 
         self._lib = llama_cpp
         self._llm = llm
-        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        model = llm._model
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._vocab = vocab
         meta: dict[str, str] = llm.metadata or {}
 
         def token_text(token_id: int) -> str:
-            return model.token_get_text(token_id) if token_id >= 0 else ""
+            if token_id < 0:  # the model has no such token
+                return ""
+            return bytes(llama_cpp.llama_vocab_get_text(vocab, token_id)).decode("utf-8", errors="replace")
 
         self._info = ModelInfo(
             name=ref.name,
             path=ref.path,
             n_ctx=llm.n_ctx(),
-            n_ctx_train=model.n_ctx_train(),
+            n_ctx_train=llama_cpp.llama_model_n_ctx_train(llm.model),
             n_embd=llama_cpp.llama_model_n_embd_inp(llm.model),
             chat_template=meta.get("tokenizer.chat_template") or None,
-            bos_token=token_text(model.token_bos()),
-            eos_token=token_text(model.token_eos()),
-            add_bos=bool(model.add_bos_token()),
+            bos_token=token_text(llama_cpp.llama_vocab_bos(vocab)),
+            eos_token=token_text(llama_cpp.llama_vocab_eos(vocab)),
+            add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
         )
 
     @property
@@ -133,8 +135,7 @@ class LlamaEngine:
             # Sampling reads the logits of the last decoded text token.
             raise InferenceError("a prompt with embeddings must end with text tokens")
         llm = self._llm
-        llm.reset()
-        llm._ctx.kv_cache_clear()
+        llm.reset()  # the first eval then drops every cached position from 0 on
         try:
             for part in prompt:
                 if isinstance(part, TokenIds):

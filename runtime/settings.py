@@ -67,7 +67,7 @@ class Settings:
     debug: bool
 
 
-def _truthy(value: str | None) -> bool:
+def truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -98,4 +98,4 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     defaults = _read_config(paths.config_file)
     if env.get("ASKGPT_MODEL"):
         defaults = replace(defaults, model=env["ASKGPT_MODEL"])
-    return Settings(paths=paths, defaults=defaults, debug=_truthy(env.get("ASKGPT_DEBUG")))
+    return Settings(paths=paths, defaults=defaults, debug=truthy(env.get("ASKGPT_DEBUG")))
