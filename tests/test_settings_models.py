@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,17 @@ def test_resolve_path_and_name(tmp_path: Path) -> None:
         resolve_model(str(tmp_path / "missing.gguf"), models)
     names = [m.name for m in list_models(models)]
     assert names == ["smollm2", "phi"]
+
+
+def test_only_the_askgpt_package_is_installed_at_top_level(tmp_path: Path) -> None:
+    """The folders install as askgpt.cli, askgpt.runtime, ...; never as top-level packages."""
+    probe = (
+        "import importlib.util as u, json; "
+        "print(json.dumps({n: u.find_spec(n) is not None for n in "
+        "['cli', 'runtime', 'vision', 'convert', 'askgpt.cli', 'askgpt.runtime', 'askgpt.vision', 'askgpt.convert']}))"
+    )
+    # Run from an empty folder so only what pip installed is importable.
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=True)
+    found = json.loads(out.stdout)
+    assert found == {"cli": False, "runtime": False, "vision": False, "convert": False,
+                     "askgpt.cli": True, "askgpt.runtime": True, "askgpt.vision": True, "askgpt.convert": True}
