@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from askgpt.runtime.engine import EngineFactory
-from askgpt.runtime.errors import AskgptError, ExitCode
-from askgpt.runtime.settings import truthy
 from typer.core import TyperGroup
 
 from askgpt import __version__
+from askgpt.runtime.engine import EngineFactory
+from askgpt.runtime.errors import AskgptError, ExitCode
+from askgpt.runtime.settings import truthy
 
 from .render import Messages, format_error
 

@@ -12,10 +12,11 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from askgpt.runtime.ask import Stats
-    from askgpt.runtime.errors import AskgptError
     from rich.console import Console
     from rich.live import Live
+
+    from askgpt.runtime.ask import Stats
+    from askgpt.runtime.errors import AskgptError
 
 
 class AnswerSink(Protocol):

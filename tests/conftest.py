@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from askgpt.runtime.engine import EngineConfig
 from askgpt.runtime.models import builtin_model
 

@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
-from askgpt.cli.app import create_app
-from askgpt.cli.render import make_sink, stream_answer
-from askgpt.runtime.errors import ModelLoadError
 from fakes import ScriptedEngine, ScriptedFactory
 from typer.testing import CliRunner
 
 from askgpt import __version__
+from askgpt.cli.app import create_app
+from askgpt.cli.render import make_sink, stream_answer
+from askgpt.runtime.errors import ModelLoadError
 
 
 def invoke(args: list[str], *, factory: ScriptedFactory | None = None, input: bytes | str | None = None):

@@ -7,6 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes import CHATML
+from hypothesis import given
+from hypothesis import strategies as st
+
 from askgpt.runtime.chat import TemplateError, format_prompt, render_chat
 from askgpt.runtime.engine import ModelInfo
 from askgpt.runtime.errors import InputNotFoundError, UsageError
@@ -23,9 +27,6 @@ from askgpt.runtime.prompt import (
     render_plain,
     user_content,
 )
-from fakes import CHATML
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def info(template: str | None) -> ModelInfo:

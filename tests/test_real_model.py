@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ASKGPT_BIN, REPO, run_askgpt
+
 from askgpt.cli.ask import DEFAULT_SYSTEM
 from askgpt.runtime.ask import GenerationConfig, StopReason, ask
 from askgpt.runtime.engine import EmbeddingRows, Engine, TokenIds
@@ -20,7 +22,6 @@ from askgpt.runtime.errors import ContextOverflowError
 from askgpt.runtime.models import builtin_model
 from askgpt.runtime.prompt import Example, Request
 from askgpt.runtime.sampling import SamplingConfig
-from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 pytestmark = pytest.mark.model
 
@@ -198,3 +199,10 @@ def test_closed_stdin_counts_as_no_input() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout.decode()
+
+
+def test_reader_closing_the_pipe_ends_quietly() -> None:
+    script = f'set -o pipefail; "{ASKGPT_BIN}" -n 300 -s "" "Write a long story" | head -c 20 >/dev/null'
+    result = subprocess.run(["bash", "-c", script], capture_output=True, cwd=REPO / "tests", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""

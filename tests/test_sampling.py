@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from askgpt.runtime.sampling import LoopDetector, LoopGuard, SamplingConfig
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from askgpt.runtime.sampling import LoopDetector, LoopGuard, SamplingConfig
 
 
 def looped_bruteforce(tokens: list[int], guard: LoopGuard) -> bool:

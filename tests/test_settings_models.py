@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from askgpt.runtime.errors import ModelNotFoundError, UsageError
 from askgpt.runtime.models import builtin_model, list_models, resolve_model
 from askgpt.runtime.settings import Defaults, load_settings, resolve_paths
