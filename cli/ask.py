@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
-from askgpt.runtime.ask import GenerationConfig, StopReason, ask
+from askgpt.runtime.ask import Answer, GenerationConfig, StopReason, ask
 from askgpt.runtime.engine import EngineConfig, EngineFactory
 from askgpt.runtime.inputs import collect_request
 from askgpt.runtime.models import resolve_model
@@ -44,6 +45,10 @@ class Streams:
     stdout_is_terminal: bool
 
 
+def _whole(answer: Answer) -> Iterator[str]:
+    yield answer.text()
+
+
 def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFactory,
             streams: Streams, messages: Messages) -> None:
     d = settings.defaults
@@ -71,8 +76,10 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
         answer = ask(engine, request, config)
         sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal)
         try:
-            pieces = answer if opts.stream else iter([answer.text()])
-            stream_answer(pieces, sink, waiting=messages.status("Reading the prompt…"))
+            if opts.stream:
+                stream_answer(answer, sink, waiting=messages.status("Reading the prompt…"))
+            else:  # lazily, so the spinner covers the whole generation
+                stream_answer(_whole(answer), sink, waiting=messages.status("Writing the answer…"))
         finally:
             if opts.stats and answer.stats is not None:
                 messages.line(format_stats(answer.stats, load_seconds=load_seconds))
