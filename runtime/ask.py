@@ -24,6 +24,7 @@ from .sampling import LoopDetector, SamplingConfig
 class StopReason(str, Enum):
     END = "end"  # the model ended its answer
     LENGTH = "length"  # -n/--max-tokens reached
+    STOP = "stop"  # a stop string appeared (plain completion prompts)
     LOOP = "loop"  # the loop guard saw the output repeating
     INTERRUPTED = "interrupted"  # Ctrl-C, or the caller stopped reading
 
@@ -58,6 +59,39 @@ class Stats:
 class PreparedPrompt:
     text: str
     tokens: tuple[int, ...]
+    stop: tuple[str, ...] = ()
+
+
+class StopFilter:
+    """Cuts streamed text at the first stop string.
+
+    A stop string may arrive split over several pieces, so any tail that could
+    be the start of one is held back until the next piece settles it.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._held = ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """The text that is safe to emit now, and whether a stop string was hit."""
+        text = self._held + piece
+        hits = [i for i in (text.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            self._held = ""
+            return text[: min(hits)], True
+        keep = 0
+        for stop in self._stops:
+            for k in range(min(len(stop) - 1, len(text)), keep, -1):
+                if text.endswith(stop[:k]):
+                    keep = k
+                    break
+        self._held = text[len(text) - keep:]
+        return text[: len(text) - keep], False
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
 
 
 def check_fits(n_prompt: int, *, n_ctx: int, max_tokens: int) -> None:
@@ -74,12 +108,13 @@ def check_fits(n_prompt: int, *, n_ctx: int, max_tokens: int) -> None:
 
 def prepare(engine: Engine, request: Request, config: GenerationConfig) -> PreparedPrompt:
     info = engine.info
-    text = format_prompt(info, request)
+    formatted = format_prompt(info, request)
+    text = formatted.text
     # Templates often write the BOS token themselves; adding another would double it.
     add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
     tokens = engine.tokenize(text, add_bos=add_bos, special=True)
     check_fits(len(tokens), n_ctx=info.n_ctx, max_tokens=config.max_tokens)
-    return PreparedPrompt(text, tuple(tokens))
+    return PreparedPrompt(text, tuple(tokens), formatted.stop)
 
 
 class Answer:
@@ -97,6 +132,7 @@ class Answer:
         guard = cfg.sampling.loop_guard
         detector = LoopDetector(guard) if guard else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopFilter(self._prompt.stop)
         reason = StopReason.END
         generated = 0
         start = time.perf_counter()
@@ -107,18 +143,23 @@ class Answer:
                 if first is None:
                     first = time.perf_counter()
                 generated += 1
-                piece = decoder.decode(self._engine.token_bytes(token))
+                piece, stopped = stops.feed(decoder.decode(self._engine.token_bytes(token)))
                 if piece:
                     yield piece
+                if stopped:
+                    reason = StopReason.STOP
+                    break
                 if detector is not None and detector.push(token):
                     reason = StopReason.LOOP
                     break
                 if generated >= cfg.max_tokens:
                     reason = StopReason.LENGTH
                     break
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                yield tail
+            if reason is not StopReason.STOP:
+                tail, _ = stops.feed(decoder.decode(b"", final=True))
+                tail += stops.flush()
+                if tail:
+                    yield tail
         except (KeyboardInterrupt, GeneratorExit):
             reason = StopReason.INTERRUPTED
             raise

@@ -10,13 +10,14 @@ template gets a plain completion prompt instead.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from .engine import ModelInfo
 from .errors import ModelLoadError
-from .prompt import Message, Request, build_messages, render_plain
+from .prompt import PLAIN_STOP, Message, Request, build_messages, render_plain
 
 
 class TemplateError(ModelLoadError):
@@ -76,15 +77,24 @@ def _fold_system(messages: list[Message]) -> list[Message]:
     return [Message(first.role, f"{system.content}\n\n{first.content}"), *rest[1:]]
 
 
-def format_prompt(info: ModelInfo, request: Request) -> str:
-    """The prompt text for this model: its chat template, or a plain completion prompt."""
+@dataclass(frozen=True)
+class FormattedPrompt:
+    text: str
+    # Strings that end the answer. A chat model ends its turn with an end-of-generation
+    # token instead, so for templates this is empty.
+    stop: tuple[str, ...] = ()
+
+
+def format_prompt(info: ModelInfo, request: Request) -> FormattedPrompt:
+    """The prompt for this model: its chat template, or a plain completion prompt."""
     if not info.chat_template:
-        return render_plain(request)
+        return FormattedPrompt(render_plain(request), PLAIN_STOP)
     messages = build_messages(request)
     try:
-        return render_chat(info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token)
+        text = render_chat(info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token)
     except TemplateError:
         if messages[0].role != "system":
             raise
-        return render_chat(info.chat_template, _fold_system(messages),
+        text = render_chat(info.chat_template, _fold_system(messages),
                            bos_token=info.bos_token, eos_token=info.eos_token)
+    return FormattedPrompt(text)

@@ -141,8 +141,12 @@ def build_messages(request: Request) -> list[Message]:
     return messages
 
 
+# A plain completion model would go on to invent the next example; stop there.
+PLAIN_STOP = ("\nInput:",)
+
+
 def render_plain(request: Request) -> str:
-    """A completion prompt for models without a chat template."""
+    """A completion prompt for models without a chat template (stop at `PLAIN_STOP`)."""
     parts: list[str] = []
     if request.system:
         parts.append(request.system.strip() + "\n\n")

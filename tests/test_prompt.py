@@ -11,7 +11,7 @@ from fakes import CHATML
 from hypothesis import given
 from hypothesis import strategies as st
 
-from askgpt.runtime.chat import TemplateError, format_prompt, render_chat
+from askgpt.runtime.chat import FormattedPrompt, TemplateError, format_prompt, render_chat
 from askgpt.runtime.engine import ModelInfo
 from askgpt.runtime.errors import InputNotFoundError, UsageError
 from askgpt.runtime.inputs import collect_request
@@ -101,7 +101,7 @@ def test_plain_completion_prompt_for_models_without_template() -> None:
     req = Request("cheese", system="Translate English to French.", examples=(Example("sea otter", "loutre de mer"),))
     expected = "Translate English to French.\n\nInput: sea otter\nOutput: loutre de mer\n\nInput: cheese\nOutput:"
     assert render_plain(req) == expected
-    assert format_prompt(info(None), req) == expected
+    assert format_prompt(info(None), req) == FormattedPrompt(expected, stop=("\nInput:",))
 
 
 @given(words=st.lists(st.text(min_size=1), max_size=5), piped=st.one_of(st.none(), st.text()))
@@ -159,7 +159,7 @@ def test_template_rejecting_system_role_gets_it_folded_into_the_user_turn() -> N
         "{% endif %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
         "<start_of_turn>model\n"
     )
-    out = format_prompt(info(gemma_like), Request("cheese", system="Translate."))
+    out = format_prompt(info(gemma_like), Request("cheese", system="Translate.")).text
     # (Jinja drops a template's final newline, as in transformers and llama-cpp-python.)
     assert out == "<start_of_turn>user\nTranslate.\n\ncheese<end_of_turn>\n<start_of_turn>model"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -206,3 +207,27 @@ def test_reader_closing_the_pipe_ends_quietly() -> None:
     result = subprocess.run(["bash", "-c", script], capture_output=True, cwd=REPO / "tests", timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""
+
+
+@pytest.fixture(scope="module")
+def templateless_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in model with its chat template removed, written by gguf's own tool."""
+    out = tmp_path_factory.mktemp("models") / "smollm2-no-template.gguf"
+    subprocess.run(
+        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--remove-metadata", "tokenizer.chat_template",
+         str(builtin_model().path), str(out), "--force"],
+        check=True, capture_output=True, timeout=300,
+    )
+    return out
+
+
+def test_model_without_template_gets_a_plain_prompt_and_stops_at_the_next_example(
+    templateless_model: Path,
+) -> None:
+    result = run_askgpt(["-m", str(templateless_model), "-t", "0", "--stats",
+                         "-s", "Translate English to French.",
+                         "-e", "sea otter => loutre de mer", "-e", "peppermint => menthe poivrée", "cheese"])
+    assert result.returncode == 0, result.stderr
+    answer = result.stdout.decode()
+    assert answer.strip() and "Input:" not in answer  # cut before the model invents a new example
+    assert "stop: stop" in result.stderr.decode()

@@ -1,11 +1,14 @@
-"""The loop guard: incremental detection agrees with a brute-force definition."""
+"""The loop guard (incremental detection agrees with a brute-force definition) and stop strings."""
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from askgpt.runtime.ask import StopFilter
 from askgpt.runtime.sampling import LoopDetector, LoopGuard, SamplingConfig
 
 
@@ -70,3 +73,36 @@ def test_guard_rejects_nonsense(kwargs: dict[str, int]) -> None:
 def test_sampling_rejects_negative_temperature() -> None:
     with pytest.raises(ValueError):
         SamplingConfig(temperature=-0.1)
+
+
+# --- stop strings ------------------------------------------------------------
+
+def run_filter(pieces: list[str], stops: tuple[str, ...]) -> tuple[str, bool]:
+    f = StopFilter(stops)
+    out = []
+    for piece in pieces:
+        text, stopped = f.feed(piece)
+        out.append(text)
+        if stopped:
+            return "".join(out), True
+    return "".join(out) + f.flush(), False
+
+
+@settings(max_examples=300)
+@given(text=st.text(alphabet="abI\nnput:", max_size=60), cuts=st.lists(st.integers(0, 60), max_size=8),
+       stop=st.sampled_from(["\nInput:", "ab", "a", "\n\n"]))
+def test_stop_filter_matches_cutting_the_whole_text(text: str, cuts: list[int], stop: str) -> None:
+    """However the stream is split into pieces, the output is the text up to the first stop."""
+    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
+    pieces = [text[a:b] for a, b in pairwise(bounds)]
+    out, stopped = run_filter(pieces, (stop,))
+    idx = text.find(stop)
+    assert stopped == (idx >= 0)
+    assert out == (text[:idx] if idx >= 0 else text)
+
+
+def test_stop_filter_holds_back_only_possible_prefixes() -> None:
+    f = StopFilter(("\nInput:",))
+    assert f.feed("fromage\nIn") == ("fromage", False)  # "\nIn" might start the stop
+    assert f.feed("deed") == ("\nIndeed", False)  # it did not
+    assert f.feed("\nInput: x") == ("", True)
