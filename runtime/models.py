@@ -59,6 +59,8 @@ def resolve_model(spec: str | None, models_dir: Path) -> ModelRef:
         path = Path(spec).expanduser()
         if path.is_file():
             return ModelRef(path.stem, path.resolve())
+        if path.is_dir():
+            raise ModelNotFoundError(f"{spec} is a folder, not a model file", hint="pass the .gguf file inside it")
         raise ModelNotFoundError(
             f"model file not found: {spec}", hint="check the path, or run `askgpt models list`"
         )

@@ -64,6 +64,8 @@ def test_resolve_path_and_name(tmp_path: Path) -> None:
         resolve_model("llama", models)
     with pytest.raises(ModelNotFoundError, match="not found"):
         resolve_model(str(tmp_path / "missing.gguf"), models)
+    with pytest.raises(ModelNotFoundError, match="is a folder"):
+        resolve_model(str(models) + "/", models)
     names = [m.name for m in list_models(models)]
     assert names == ["smollm2", "phi"]
 
