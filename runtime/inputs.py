@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import InputNotFoundError, UsageError
-from .prompt import Document, Request, build_request, load_examples, parse_example
-
-STDIN_NAME = "stdin"
+from .prompt import STDIN_SOURCE, Document, Example, Request, build_request, parse_example, parse_examples
 
 
 def decode(data: bytes) -> str:
@@ -27,16 +25,25 @@ def read_stdin(stream: BinaryIO, *, is_terminal: bool) -> str | None:
     return decode(stream.read())
 
 
-def read_document(path: str) -> Document:
-    p = Path(path).expanduser()
+def _read_text(path: str, *, what: str, hint: str) -> str:
+    """A named file's text; a missing or unreadable one is an `InputNotFoundError` (exit 3)."""
     try:
-        return Document(source=path, text=decode(p.read_bytes()))
+        return decode(Path(path).expanduser().read_bytes())
     except FileNotFoundError as exc:
-        raise InputNotFoundError(f"file not found: {path}", hint="check the path given to -f/--file") from exc
+        raise InputNotFoundError(f"{what} not found: {path}", hint=hint) from exc
     except IsADirectoryError as exc:
-        raise InputNotFoundError(f"{path} is a folder, not a file", hint="pass files one by one with -f") from exc
+        raise InputNotFoundError(f"{path} is a folder, not a file", hint=hint) from exc
     except OSError as exc:
-        raise InputNotFoundError(f"cannot read {path}: {exc.strerror}") from exc
+        raise InputNotFoundError(f"cannot read {what} {path}: {exc.strerror}", hint=hint) from exc
+
+
+def read_document(path: str) -> Document:
+    return Document(source=path, text=_read_text(path, what="file", hint="check the path given to -f/--file"))
+
+
+def load_examples(path: str) -> tuple[Example, ...]:
+    """A JSONL file of few-shot examples (see `parse_examples`)."""
+    return parse_examples(_read_text(path, what="examples file", hint="check the path given to --examples"), path)
 
 
 def collect_request(
@@ -60,7 +67,7 @@ def collect_request(
         if name == "-":
             if stdin_is_terminal:
                 raise UsageError("-f - reads stdin, but stdin is a terminal", hint="pipe the document in")
-            documents.append(Document(STDIN_NAME, stdin_text or ""))
+            documents.append(Document(STDIN_SOURCE, stdin_text or ""))
         else:
             documents.append(read_document(name))
     examples = [parse_example(e) for e in example_args]

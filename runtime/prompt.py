@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from .errors import InputNotFoundError, UsageError
+from .errors import UsageError
 
 EXAMPLE_SEPARATOR = "=>"
+STDIN_SOURCE = "stdin"  # the source name of a document read from stdin
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,8 @@ def parse_example(text: str) -> Example:
     return Example(source, target)
 
 
-def load_examples(path: str) -> tuple[Example, ...]:
-    """A JSONL file, one ``{"input": ..., "output": ...}`` object per line."""
-    try:
-        raw = Path(path).expanduser().read_bytes().decode("utf-8", errors="replace")
-    except FileNotFoundError as exc:
-        raise InputNotFoundError(f"examples file not found: {path}") from exc
-    except OSError as exc:
-        raise InputNotFoundError(f"cannot read examples file {path}: {exc.strerror}") from exc
+def parse_examples(raw: str, source: str) -> tuple[Example, ...]:
+    """JSONL text, one ``{"input": ..., "output": ...}`` object per line; ``source`` names it in errors."""
     examples: list[Example] = []
     for lineno, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
@@ -74,19 +68,19 @@ def load_examples(path: str) -> tuple[Example, ...]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} line {lineno}: not JSON ({exc.msg})") from exc
+            raise UsageError(f"{source} line {lineno}: not JSON ({exc.msg})") from exc
         if (
             not isinstance(obj, dict)
             or not isinstance(obj.get("input"), str)
             or not isinstance(obj.get("output"), str)
         ):
             raise UsageError(
-                f"{path} line {lineno}: expected an object with string 'input' and 'output'",
+                f"{source} line {lineno}: expected an object with string 'input' and 'output'",
                 hint='e.g. {"input": "cheese", "output": "fromage"}',
             )
         examples.append(Example(obj["input"], obj["output"]))
     if not examples:
-        raise UsageError(f"{path} holds no examples")
+        raise UsageError(f"{source} holds no examples")
     return tuple(examples)
 
 
@@ -110,7 +104,7 @@ def build_request(
     piped = stdin_text if stdin_text and stdin_text.strip() else None
     if piped is not None and not stdin_consumed:
         if instruction:
-            docs.insert(0, Document("stdin", piped))
+            docs.insert(0, Document(STDIN_SOURCE, piped))
         else:
             instruction = piped.strip()
     if not instruction:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from askgpt.runtime.chat import FormattedPrompt, TemplateError, format_prompt, render_chat
 from askgpt.runtime.engine import ModelInfo
 from askgpt.runtime.errors import InputNotFoundError, UsageError
-from askgpt.runtime.inputs import collect_request
+from askgpt.runtime.inputs import collect_request, load_examples
 from askgpt.runtime.prompt import (
     Document,
     Example,
@@ -22,7 +22,6 @@ from askgpt.runtime.prompt import (
     Request,
     build_messages,
     build_request,
-    load_examples,
     parse_example,
     render_plain,
     user_content,
