@@ -66,11 +66,6 @@ class EmbeddingRows:
 PromptPart = TokenIds | EmbeddingRows
 
 
-def prompt_length(parts: Sequence[PromptPart]) -> int:
-    """How many context positions a prompt takes."""
-    return sum(len(p.ids) if isinstance(p, TokenIds) else len(p) for p in parts)
-
-
 @runtime_checkable
 class Engine(Protocol):
     @property
