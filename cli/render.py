@@ -1,6 +1,7 @@
 """Rendering: the answer to stdout, everything else to stderr.
 
-On a terminal the answer is rendered as Markdown (rich) while it streams;
+On a terminal the answer is rendered as Markdown (rich) while it streams,
+finished blocks once and the growing one live (see markdown_stream.py);
 when stdout is piped it is written as plain text, token by token, with no
 colour and no wrapping. rich honours NO_COLOR on its own.
 """
@@ -12,9 +13,6 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.live import Live
-
     from askgpt.runtime.ask import Stats
     from askgpt.runtime.errors import AskgptError
 
@@ -43,35 +41,14 @@ class PlainSink:
         self._stream.flush()
 
 
-class MarkdownSink:
-    """Re-renders the Markdown seen so far on each piece (rich.live)."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._text = ""
-        self._live: Live | None = None
-
-    def write(self, piece: str) -> None:
-        from rich.live import Live
-        from rich.markdown import Markdown
-
-        self._text += piece
-        if self._live is None:
-            self._live = Live(console=self._console, auto_refresh=False, vertical_overflow="visible")
-            self._live.start()
-        self._live.update(Markdown(self._text), refresh=True)
-
-    def finish(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-
-
 def make_sink(stdout: TextIO, *, markdown: bool) -> AnswerSink:
     if not markdown:
         return PlainSink(stdout)
     from rich.console import Console
 
-    return MarkdownSink(Console(file=stdout))
+    from .markdown_stream import StreamingMarkdown
+
+    return StreamingMarkdown(Console(file=stdout))
 
 
 def stream_answer(pieces: Iterable[str], sink: AnswerSink,
@@ -112,6 +89,11 @@ class Messages:
 
     def line(self, text: str) -> None:
         print(text, file=self._stderr, flush=True)
+
+    def raw(self, text: str) -> None:
+        """Text as it comes (llama.cpp's log lines carry their own newlines)."""
+        self._stderr.write(text)
+        self._stderr.flush()
 
     def warn(self, text: str) -> None:
         if not self.quiet:
