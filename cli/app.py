@@ -197,7 +197,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--stats", help="Print token counts, speed and load time to stderr.")] = False,
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress or warnings on stderr.")] = False,
         debug: Annotated[bool, typer.Option(
-            "--debug", help="Show tracebacks (also ASKGPT_DEBUG=1).")] = False,
+            "--debug", help="Show tracebacks and llama.cpp's own log lines (also ASKGPT_DEBUG=1).")] = False,
     ) -> None:
         """Ask the model (the default command). Stdin, when piped, is the document."""
         from askgpt.runtime.settings import load_settings
@@ -205,12 +205,13 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         from .ask import AskOptions, Streams, run_ask
 
         messages = Messages(sys.stderr, quiet=quiet)
-        with error_boundary(messages, debug=_debug_enabled(debug)):
+        debug = _debug_enabled(debug)
+        with error_boundary(messages, debug=debug):
             opts = AskOptions(
                 prompt_words=tuple(prompt or ()), model=model, system=system,
                 files=tuple(files or ()), examples=tuple(examples or ()), examples_file=examples_file,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, ctx=ctx,
-                stream=not no_stream, stats=stats,
+                stream=not no_stream, stats=stats, debug=debug,
             )
             # A closed stdin (`askgpt ... <&-`) leaves sys.stdin None: treat it as absent.
             stdin_open = sys.stdin is not None

@@ -35,6 +35,7 @@ class AskOptions:
     ctx: int | None = None
     stream: bool = True
     stats: bool = False
+    debug: bool = False  # also show llama.cpp's own log lines
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,15 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
     ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
     started = time.perf_counter()
     with messages.status(f"Loading {ref.name}…"):
-        engine = engine_factory(ref, EngineConfig(n_ctx=opts.ctx if opts.ctx is not None else d.ctx))
+        engine = engine_factory(ref, EngineConfig(
+            n_ctx=opts.ctx if opts.ctx is not None else d.ctx,
+            native_log=messages.raw if opts.debug else None,
+        ))
     load_seconds = time.perf_counter() - started
+    info = engine.info
+    if info.n_ctx > info.n_ctx_train > 0:
+        messages.warn(f"--ctx {info.n_ctx} is past the {info.n_ctx_train} tokens {ref.name} was trained on; "
+                      "answers may degrade")
     try:
         answer = ask(engine, request, config)
         sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal)

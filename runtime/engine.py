@@ -30,6 +30,9 @@ class EngineConfig:
     n_threads: int | None = None
     # Window of recent tokens the repeat penalty looks at.
     repeat_last_n: int = 64
+    # Receives llama.cpp's own log lines (for --debug); None drops them, so
+    # stderr carries only askgpt's messages.
+    native_log: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,12 @@ class Engine(Protocol):
         """Evaluate ``prompt`` and yield sampled token ids until an
         end-of-generation token (not yielded) or until the caller stops
         iterating. Reuses the KV cache for a prompt prefix it has already seen."""
+        ...
+
+    def next_token_logprobs(self, prompt: Sequence[PromptPart]) -> np.ndarray:
+        """Log-probabilities over the vocabulary of the token that would follow
+        ``prompt``, shape (n_vocab,): to compare how inputs move the model
+        without depending on one greedy path."""
         ...
 
     def close(self) -> None: ...

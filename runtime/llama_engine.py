@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Generator, Sequence
+import re
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,57 @@ def _check_gguf(path: Path) -> None:
         )
 
 
+# ggml's levels since late 2024 (llama-cpp-python's own logger still assumes the
+# older order, which is why some warnings got past its verbose=False).
+_GGML_LOG_ERROR = 4
+_GGML_LOG_CONT = 5  # continues the previous line, at its level
+
+
+class NativeLog:
+    """Where llama.cpp's own log lines go: to ``sink`` (``--debug``) or nowhere.
+
+    llama.cpp logs through one process-wide callback (``llama_log_set`` sets
+    ggml's too), and some lines, such as the SWA cache notice at context
+    creation, get past llama-cpp-python's ``verbose=False``. Routing the
+    callback here keeps stderr for askgpt's own messages; the last error
+    lines are kept as the detail of a load error.
+    """
+
+    def __init__(self) -> None:
+        self.sink: Callable[[str], None] | None = None
+        self.errors: deque[str] = deque(maxlen=4)
+        self._level = 0
+        self._c_callback: Any = None  # the ctypes thunk; must live as long as llama.cpp may call it
+
+    def install(self, llama_cpp: Any) -> None:
+        if self._c_callback is None:
+            self._c_callback = llama_cpp.llama_log_callback(self._receive)
+        llama_cpp.llama_log_set(self._c_callback, ctypes.c_void_p(0))
+
+    def _receive(self, level: int, text: bytes | None, _user_data: object) -> None:
+        try:  # an exception must never unwind into native code
+            line = (text or b"").decode("utf-8", errors="replace")
+            if level != _GGML_LOG_CONT:
+                self._level = level
+            if self._level == _GGML_LOG_ERROR and line.strip():
+                self.errors.append(line.strip())
+            if self.sink is not None:
+                self.sink(line)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def first_error(self) -> str | None:
+        """The first error since `errors` was cleared, without llama.cpp's function-name prefix:
+        the most specific line (later ones say only that loading failed)."""
+        if not self.errors:
+            return None
+        return re.sub(r"^\w+: ", "", self.errors[0])
+
+
+# llama.cpp has exactly one logger per process, so its router is one per process too.
+_native_log = NativeLog()
+
+
 def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
     """Load ``ref`` with llama.cpp. Raises `ModelLoadError` on any failure."""
     _check_gguf(ref.path)
@@ -41,6 +94,9 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
         import llama_cpp
     except ImportError as exc:  # pragma: no cover - a broken install
         raise ModelLoadError(f"llama-cpp-python is not usable: {exc}", hint="reinstall askgpt") from exc
+    _native_log.sink = config.native_log
+    _native_log.errors.clear()
+    _native_log.install(llama_cpp)
     threads = config.n_threads or os.cpu_count() or 1
     try:
         llm = llama_cpp.Llama(
@@ -50,11 +106,14 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
             n_threads=threads,
             n_threads_batch=threads,
             last_n_tokens_size=config.repeat_last_n,
-            verbose=False,
+            # verbose=False redirects fd 2 to /dev/null during the load, which would
+            # swallow the lines --debug asks for; otherwise the router drops them.
+            verbose=config.native_log is not None,
         )
     except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError with no detail
+        detail = _native_log.first_error()
         raise ModelLoadError(
-            f"llama.cpp could not load {ref.path.name}: {exc}",
+            f"llama.cpp could not load {ref.path.name}: {detail or exc}",
             hint="the file may be truncated or use an architecture this llama.cpp build lacks",
         ) from exc
     return LlamaEngine(llm, ref)
@@ -129,11 +188,21 @@ class LlamaEngine:
         finally:
             stream.close()
 
+    def next_token_logprobs(self, prompt: Sequence[PromptPart]) -> Any:
+        import numpy as np
+
+        self._eval_parts(prompt)
+        n_vocab = self._lib.llama_vocab_n_tokens(self._vocab)
+        pointer = self._lib.llama_get_logits_ith(self._llm.ctx, -1)  # the last decoded token's
+        logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        return shifted - np.log(np.exp(shifted).sum())
+
     def _eval_parts(self, prompt: Sequence[PromptPart]) -> None:
         """Decode mixed text/embedding prompts run by run (one batch cannot mix them)."""
         if not prompt or not isinstance(prompt[-1], TokenIds) or not prompt[-1].ids:
             # Sampling reads the logits of the last decoded text token.
-            raise InferenceError("a prompt with embeddings must end with text tokens")
+            raise InferenceError("a prompt must end with text tokens")
         llm = self._llm
         llm.reset()  # the first eval then drops every cached position from 0 on
         try:

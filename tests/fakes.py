@@ -50,6 +50,11 @@ class ScriptedEngine:
                 self.on_token(i)
             yield byte
 
+    def next_token_logprobs(self, prompt: Sequence[PromptPart]):
+        import numpy as np
+
+        return np.full(256, -np.log(256.0))  # uniform over the byte tokens
+
     def close(self) -> None:
         self.closed = True
 

@@ -1,11 +1,17 @@
 """The real built-in model (SmolLM2-135M-Instruct Q4_1) through llama.cpp.
 
-Greedy decoding (temperature 0) makes these answers deterministic for a given
-model file and llama.cpp build.
+Greedy decoding is deterministic on one machine, but not across CPUs: llama.cpp
+picks SIMD kernels per CPU, logits differ in the last bits, and a near-tie can
+flip. So every assertion here is about something the model does with a wide
+margin (a fact it states with high probability, a pattern it continues with a
+measured lead over the runner-up), or about a distribution compared with a
+tolerance; never one borderline greedy path, exact token count or stop reason
+that depends on where the model chooses to stop.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -17,12 +23,13 @@ import pytest
 from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 from askgpt.cli.ask import DEFAULT_SYSTEM
-from askgpt.runtime.ask import GenerationConfig, StopReason, ask
+from askgpt.runtime.ask import Answer, GenerationConfig, PreparedPrompt, Stats, StopReason, ask, prepare
+from askgpt.runtime.chat import format_prompt
 from askgpt.runtime.engine import EmbeddingRows, Engine, TokenIds
 from askgpt.runtime.errors import ContextOverflowError
 from askgpt.runtime.models import builtin_model
 from askgpt.runtime.prompt import Example, Request
-from askgpt.runtime.sampling import SamplingConfig
+from askgpt.runtime.sampling import LoopDetector, LoopGuard, SamplingConfig
 
 pytestmark = pytest.mark.model
 
@@ -57,10 +64,42 @@ def test_file_document_and_stats(tmp_path: Path) -> None:
     assert "prompt:" in err and "tokens/s" in err and "load:" in err
 
 
+def assistant_prefix(engine: Engine, request: Request, prefix: str) -> PreparedPrompt:
+    """The chat prompt for ``request`` with the start of the answer already written.
+
+    A long repeated run in the answer makes continuing it overwhelmingly the
+    model's choice, so tests built on it do not hinge on a near-tie that
+    another CPU's SIMD kernels could flip (each test checks its margin).
+    """
+    text = format_prompt(engine.info, request).text + prefix
+    return PreparedPrompt(text, tuple(engine.tokenize(text)))
+
+
+def top_two_gap(engine: Engine, prompt: PreparedPrompt) -> float:
+    """How far (in log-probability) the model's first choice leads its second."""
+    logprobs = engine.next_token_logprobs([TokenIds(prompt.tokens)])
+    second, first = sorted(logprobs)[-2:]
+    return float(first - second)
+
+
+def run(engine: Engine, prompt: PreparedPrompt, max_tokens: int, **sampling: object) -> tuple[str, Stats]:
+    answer = Answer(engine, prompt, GenerationConfig(max_tokens, SamplingConfig(temperature=0, **sampling)))
+    text = answer.text()
+    assert answer.stats is not None
+    return text, answer.stats
+
+
 def test_streamed_utf8_survives_token_boundaries(real_engine: Engine) -> None:
-    # Without a system prompt this model answers in French; "É" spans two bytes.
-    text, _ = greedy(real_engine, Request("What is the capital of France?"))
-    assert "É" in text and "\ufffd" not in text
+    unit = "I like 日本 and 😀 a lot."
+    # The emoji is three tokens of one, one and two bytes: a character split across tokens.
+    assert len(real_engine.tokenize("😀")) > 1
+    prompt = assistant_prefix(real_engine, Request("Repeat the sentence forever.", system=DEFAULT_SYSTEM),
+                              " ".join([unit] * 10))
+    assert top_two_gap(real_engine, prompt) > 1.0
+    text, _ = run(real_engine, prompt, 40, repeat_penalty=1.0, loop_guard=None)
+    assert text.count(unit) >= 2
+    whole = text[: text.rindex(unit) + len(unit)]  # the answer may stop inside a character at the limit
+    assert "\ufffd" not in whole
 
 
 def test_few_shot_examples_teach_the_output_format(real_engine: Engine) -> None:
@@ -69,30 +108,56 @@ def test_few_shot_examples_teach_the_output_format(real_engine: Engine) -> None:
         Example("I loved this movie!", "positive"), Example("What a waste of time.", "negative"),
         Example("Absolutely wonderful experience.", "positive"), Example("The food was terrible.", "negative"),
     )
+    labels = [real_engine.tokenize(word)[0] for word in ("positive", "negative")]
+
+    def label_mass(request: Request) -> float:
+        """Probability that the answer starts with one of the labels."""
+        prompt = prepare(real_engine, request, GenerationConfig(max_tokens=8))
+        logprobs = real_engine.next_token_logprobs([TokenIds(prompt.tokens)])
+        return float(sum(math.exp(logprobs[t]) for t in labels))
+
     texts = ["This is the best day of my life.", "I hate waiting in line.", "Great job, I am so happy!"]
-    zero = [greedy(real_engine, Request(t, system=task))[0].strip() for t in texts]
-    few = [greedy(real_engine, Request(t, system=task, examples=examples))[0].strip() for t in texts]
-    labels = {"positive", "negative"}
-    assert all(a in labels for a in few), few  # in-context examples fix the format
-    assert not all(a in labels for a in zero), zero  # zero-shot rambles
+    # Measured on the built-in model: about 0.96-0.98 with examples, under 0.01 without;
+    # the bounds leave a wide margin for other CPUs.
+    for text in texts:
+        assert label_mass(Request(text, system=task, examples=examples)) > 0.8  # in-context examples fix the format
+        assert label_mass(Request(text, system=task)) < 0.2  # zero-shot starts a sentence instead
+    # After the label, the end of the turn follows with P > 0.99.
+    answer, _ = greedy(real_engine, Request(texts[2], system=task, examples=examples))
+    assert answer.strip() in {"positive", "negative"}
 
 
-def test_loop_guard_stops_a_looping_model(real_engine: Engine) -> None:
-    request = Request("Repeat the word 'hello' forever.", system=DEFAULT_SYSTEM)
-    # With no repeat penalty and no guard this model loops until the limit...
-    _, unguarded = greedy(real_engine, request, 300, repeat_penalty=1.0, loop_guard=None)
-    assert unguarded.stop_reason is StopReason.LENGTH and unguarded.generated_tokens == 300
-    # ...the loop guard cuts it off...
-    text, guarded = greedy(real_engine, request, 300, repeat_penalty=1.0)
-    assert guarded.stop_reason is StopReason.LOOP and guarded.generated_tokens < 150
-    # ...and the default sampling (repeat penalty + guard) ends it properly.
-    _, default = greedy(real_engine, request, 300)
-    assert default.stop_reason in (StopReason.END, StopReason.LOOP) and default.generated_tokens < 150
+LOOPING_UNIT = "The cat sat on the mat."
+
+
+def test_loop_guard_stops_a_model_that_is_looping(real_engine: Engine) -> None:
+    request = Request("Repeat the sentence forever.", system=DEFAULT_SYSTEM)
+    prompt = assistant_prefix(real_engine, request, " ".join([LOOPING_UNIT] * 15))
+    # Measured: over 100 greedy steps the first choice leads by at least 3.8 nats and the
+    # end-of-turn token never passes 0.2%; the check below keeps a wide margin.
+    assert top_two_gap(real_engine, prompt) > 2.0
+    # With no repeat penalty and no guard the model loops until the limit...
+    text, unguarded = run(real_engine, prompt, 150, repeat_penalty=1.0, loop_guard=None)
+    assert unguarded.stop_reason is StopReason.LENGTH and unguarded.generated_tokens == 150
+    assert text.count(LOOPING_UNIT) >= 10
+    # ...and the guard cuts the same run short, soon after the loop is certain.
+    _, guarded = run(real_engine, prompt, 150, repeat_penalty=1.0)
+    assert guarded.stop_reason is StopReason.LOOP and guarded.generated_tokens <= 64
 
 
 def test_counting_is_not_mistaken_for_a_loop(real_engine: Engine) -> None:
-    _, stats = greedy(real_engine, Request("List numbers", system=DEFAULT_SYSTEM), 120, repeat_penalty=1.0)
-    assert stats.stop_reason is StopReason.LENGTH
+    # The detector over real tokenizer output of long counts: never a loop.
+    for text in (", ".join(str(i) for i in range(1, 400)),
+                 "\n".join(f"{i}. {i}" for i in range(1, 200)),
+                 "\n".join(f"- step {i}: add {i} to the total" for i in range(1, 100))):
+        detector = LoopDetector(LoopGuard())
+        assert not any(detector.push(t) for t in real_engine.tokenize(text)), text[:40]
+    # And a real run that counts on from 20, wherever the model chooses to stop.
+    prompt = assistant_prefix(real_engine, Request("Count from 1 to 100.", system=DEFAULT_SYSTEM),
+                              ", ".join(str(i) for i in range(1, 21)) + ",")
+    text, stats = run(real_engine, prompt, 120, repeat_penalty=1.0)
+    assert stats.stop_reason is not StopReason.LOOP
+    assert "21" in text
 
 
 def test_seed_makes_sampling_repeatable(real_engine: Engine) -> None:
@@ -109,13 +174,17 @@ def test_kv_cache_reuse_does_not_leak_between_prompts(real_engine: Engine) -> No
     b = Request("What is the capital of Japan?", system=DEFAULT_SYSTEM)  # shares a long prefix with a
     first, _ = greedy(real_engine, a)
     other, _ = greedy(real_engine, b)
-    again, _ = greedy(real_engine, a)
-    assert first == again and "Paris" in first and "Tokyo" in other
+    again, _ = greedy(real_engine, a)  # evaluated on top of b's cached prefix
+    # Facts the model states with a wide margin (P(" Paris") about 0.9), not one exact string:
+    # a reused prefix evaluates in other batch sizes, which may flip a later near-tie.
+    assert "Paris" in first and "Paris" in again
+    assert "Tokyo" in other and "Tokyo" not in again
 
 
-def test_embedding_rows_in_place_of_token_ids_give_the_same_answer(real_engine: Engine) -> None:
+def test_embedding_rows_in_place_of_token_ids_give_the_same_distribution(real_engine: Engine) -> None:
     """The seam for images: rows fed as embeddings behave like the tokens they came from."""
     import gguf
+    import numpy as np
     from gguf.quants import dequantize
 
     reader = gguf.GGUFReader(str(builtin_model().path))
@@ -126,18 +195,19 @@ def test_embedding_rows_in_place_of_token_ids_give_the_same_answer(real_engine: 
     rows = dequantize(table.data[prompt[1:1 + cut]], table.tensor_type)
     assert rows.shape == (cut, real_engine.info.n_embd)
 
-    def run(parts: list) -> list[int]:
-        out = []
-        for tok in real_engine.generate(parts, GREEDY):
-            out.append(tok)
-            if len(out) == 12:
-                break
-        return out
-
-    by_ids = run([TokenIds(tuple(prompt))])
-    by_rows = run([TokenIds((prompt[0],)), EmbeddingRows(rows), TokenIds(tuple(prompt[1 + cut:]))])
-    assert by_rows == by_ids
-    assert run([TokenIds(tuple(prompt))]) == by_ids  # placeholders never fake a prefix-cache hit
+    by_ids = real_engine.next_token_logprobs([TokenIds(tuple(prompt))])
+    by_rows = real_engine.next_token_logprobs(
+        [TokenIds((prompt[0],)), EmbeddingRows(rows), TokenIds(tuple(prompt[1 + cut:]))])
+    # Other batch splits round differently in the last bits; the distributions must agree.
+    assert np.abs(np.exp(by_rows) - np.exp(by_ids)).max() < 1e-3
+    assert int(np.argmax(by_rows)) == int(np.argmax(by_ids))
+    # Rows change nothing when they stand for the same tokens, and something when they do not.
+    other = real_engine.next_token_logprobs(
+        [TokenIds((prompt[0],)), EmbeddingRows(rows[::-1].copy()), TokenIds(tuple(prompt[1 + cut:]))])
+    assert np.abs(np.exp(other) - np.exp(by_ids)).max() > 1e-2
+    # Placeholder ids never fake a prefix-cache hit: a text prompt after rows is evaluated afresh.
+    text, _ = greedy(real_engine, Request("What is the capital of France?", system=DEFAULT_SYSTEM))
+    assert "Paris" in text
 
 
 def test_context_overflow_is_refused_not_truncated(real_engine: Engine) -> None:
@@ -226,10 +296,13 @@ def templateless_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_model_without_template_gets_a_plain_prompt_and_stops_at_the_next_example(
     templateless_model: Path,
 ) -> None:
+    # Eight identical examples make the model continue the pattern, the next "Input:"
+    # included, with a wide margin (measured: the first choice leads by at least 1.2
+    # nats at every step), so the stop string is reached on any CPU.
+    examples = [arg for _ in range(8) for arg in ("-e", "cheese => fromage")]
     result = run_askgpt(["-m", str(templateless_model), "-t", "0", "--stats",
-                         "-s", "Translate English to French.",
-                         "-e", "sea otter => loutre de mer", "-e", "peppermint => menthe poivrée", "cheese"])
+                         "-s", "Translate English to French.", *examples, "cheese"])
     assert result.returncode == 0, result.stderr
     answer = result.stdout.decode()
-    assert answer.strip() and "Input:" not in answer  # cut before the model invents a new example
+    assert answer.strip() == "fromage"  # cut before the model invents a new example
     assert "stop: stop" in result.stderr.decode()
