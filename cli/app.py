@@ -130,6 +130,7 @@ HELP = """Ask a local model from the terminal, offline.
   askgpt "What is the capital of France?"
   cat report.txt | askgpt "summarize this"
   askgpt -f notes.md -f todo.txt "what is overdue?"
+  askgpt "describe this" -i photo.jpg
   askgpt -s "Translate English to French." -e "sea otter => loutre de mer" "cheese"
   askgpt models list
 
@@ -172,6 +173,19 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "-f", "--file", metavar="FILE",
             help="A document to include before the instruction (repeatable; - is stdin).",
             show_default=False)] = None,
+        images: Annotated[list[str] | None, typer.Option(
+            "-i", "--image", metavar="IMAGE",
+            help="An image to ask about: PNG, JPEG, WebP, GIF or BMP (repeatable; - is stdin).",
+            show_default=False)] = None,
+        ocr: Annotated[str, typer.Option(
+            "--ocr", metavar="auto|on|off",
+            help="Read text in images: auto = confident lines where text is found, on = also uncertain "
+                 "lines, off = never.")] = "auto",
+        image_mode: Annotated[str | None, typer.Option(
+            "--image-mode", metavar="text|embed|both",
+            help="How images reach the model: a text block of what the encoders found, embedding rows "
+                 "projected into the model's input space, or both [default: text].",
+            show_default=False)] = None,
         examples: Annotated[list[str] | None, typer.Option(
             "-e", "--example", metavar="'IN => OUT'", help='A few-shot example "INPUT => OUTPUT" (repeatable).',
             show_default=False)] = None,
@@ -210,6 +224,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             opts = AskOptions(
                 prompt_words=tuple(prompt or ()), model=model, system=system,
                 files=tuple(files or ()), examples=tuple(examples or ()), examples_file=examples_file,
+                images=tuple(images or ()), ocr=ocr, image_mode=image_mode,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, ctx=ctx,
                 stream=not no_stream, stats=stats, debug=debug,
             )

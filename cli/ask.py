@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, TextIO
 
 from askgpt.runtime.ask import Answer, GenerationConfig, StopReason, ask
-from askgpt.runtime.engine import EngineConfig, EngineFactory
-from askgpt.runtime.inputs import collect_request
-from askgpt.runtime.models import resolve_model
+from askgpt.runtime.engine import Engine, EngineConfig, EngineFactory
+from askgpt.runtime.inputs import collect_inputs
+from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import Settings
 
@@ -29,6 +29,9 @@ class AskOptions:
     files: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     examples_file: str | None = None
+    images: tuple[str, ...] = ()
+    ocr: str = "auto"
+    image_mode: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
@@ -55,11 +58,14 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
     d = settings.defaults
     # -s "" means: no system prompt at all (the model template's own default applies).
     system = opts.system if opts.system is not None else (d.system if d.system is not None else DEFAULT_SYSTEM)
-    request = collect_request(
+    inputs = collect_inputs(
         prompt_words=opts.prompt_words, files=opts.files,
         stdin=streams.stdin, stdin_is_terminal=streams.stdin_is_terminal,
         system=system or None, example_args=opts.examples, examples_file=opts.examples_file,
+        image_args=opts.images,
     )
+    request = inputs.request
+    vision = _VisionStep(opts, settings, messages, inputs.stdin_image) if opts.images else None
     config = GenerationConfig(
         max_tokens=opts.max_tokens if opts.max_tokens is not None else d.max_tokens,
         sampling=SamplingConfig(
@@ -81,6 +87,8 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
         messages.warn(f"--ctx {info.n_ctx} is past the {info.n_ctx_train} tokens {ref.name} was trained on; "
                       "answers may degrade")
     try:
+        if vision is not None:
+            request = replace(request, images=vision.blocks(engine, ref))
         answer = ask(engine, request, config)
         sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal)
         try:
@@ -90,6 +98,9 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
                 stream_answer(_whole(answer), sink, waiting=messages.status("Writing the answer…"))
         finally:
             if opts.stats and answer.stats is not None:
+                if vision is not None:
+                    for line in vision.stats_lines():
+                        messages.line(line)
                 messages.line(format_stats(answer.stats, load_seconds=load_seconds))
     finally:
         engine.close()
@@ -98,3 +109,36 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
         messages.warn("stopped early: the answer started repeating itself")
     elif stats is not None and stats.stop_reason is StopReason.LENGTH:
         messages.warn(f"stopped at the {config.max_tokens}-token limit (raise it with -n)")
+
+
+class _VisionStep:
+    """Images for one ask: loaded and checked before the model loads (a bad file fails
+    fast), encoded once the model is known (the projector depends on it)."""
+
+    def __init__(self, opts: AskOptions, settings: Settings, messages: Messages, stdin_image: bytes | None) -> None:
+        # Imported here: numpy, Pillow and onnxruntime load only when an image is given.
+        from askgpt.vision.pipeline import ImageMode, OcrMode, VisionConfig, load_images, parse_mode
+
+        self._config = VisionConfig(
+            ocr=parse_mode(opts.ocr, OcrMode, "--ocr"),  # type: ignore[arg-type]
+            mode=parse_mode(opts.image_mode, ImageMode, "--image-mode") if opts.image_mode  # type: ignore[arg-type]
+            else VisionConfig().mode,
+        )
+        self._settings = settings
+        self._messages = messages
+        self._images = load_images(opts.images, stdin_image)
+        self._reports: list = []
+
+    def blocks(self, engine: Engine, ref: ModelRef) -> tuple:
+        from askgpt.vision.pipeline import ImagePipeline, TargetModel
+
+        pipeline = ImagePipeline(self._config, self._settings.paths.cache_dir, notify=self._messages.warn)
+        target = TargetModel(ref.path, engine.info.n_embd,
+                             lambda text: engine.tokenize(text, add_bos=False, special=False))
+        with self._messages.status("Looking at the images…"):
+            blocks, self._reports = pipeline.encode(self._images, target)
+        return tuple(blocks)
+
+    def stats_lines(self) -> list[str]:
+        return [f"image {r.source}: encode {r.encode_seconds:.3f}s | ocr {r.ocr_seconds:.3f}s | "
+                f"{r.rows} embedding rows" for r in self._reports]

@@ -9,15 +9,16 @@ with `Stats` once it is done.
 from __future__ import annotations
 
 import codecs
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
 from .chat import format_prompt
-from .engine import Engine, TokenIds
-from .errors import ContextOverflowError, UsageError
-from .prompt import Request
+from .engine import EmbeddingRows, Engine, PromptPart, TokenIds
+from .errors import ContextOverflowError, InferenceError, UsageError
+from .prompt import EMBEDDING_MARKER_PATTERN, Request
 from .sampling import LoopDetector, SamplingConfig
 
 
@@ -57,9 +58,27 @@ class Stats:
 
 @dataclass(frozen=True)
 class PreparedPrompt:
+    """The prompt as the engine gets it: runs of token ids and of embedding rows."""
+
     text: str
-    tokens: tuple[int, ...]
+    parts: tuple[PromptPart, ...]
     stop: tuple[str, ...] = ()
+
+    @classmethod
+    def from_tokens(cls, text: str, tokens: tuple[int, ...], stop: tuple[str, ...] = ()) -> PreparedPrompt:
+        return cls(text, (TokenIds(tokens),), stop)
+
+    @property
+    def n_tokens(self) -> int:
+        """Context positions the prompt takes (an embedding row takes one, like a token)."""
+        return sum(len(p.ids) if isinstance(p, TokenIds) else len(p) for p in self.parts)
+
+    @property
+    def tokens(self) -> tuple[int, ...]:
+        """The token ids of a text-only prompt."""
+        if len(self.parts) != 1 or not isinstance(self.parts[0], TokenIds):
+            raise ValueError("the prompt holds embedding rows")
+        return self.parts[0].ids
 
 
 class StopFilter:
@@ -112,9 +131,26 @@ def prepare(engine: Engine, request: Request, config: GenerationConfig) -> Prepa
     text = formatted.text
     # Templates often write the BOS token themselves; adding another would double it.
     add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
-    tokens = engine.tokenize(text, add_bos=add_bos, special=True)
-    check_fits(len(tokens), n_ctx=info.n_ctx, max_tokens=config.max_tokens)
-    return PreparedPrompt(text, tuple(tokens), formatted.stop)
+    # Image embedding rows stand as markers in the text: tokenize around them.
+    pieces = re.split(EMBEDDING_MARKER_PATTERN, text)
+    parts: list[PromptPart] = []
+    placed: set[int] = set()
+    for i, piece in enumerate(pieces):
+        if i % 2:  # a marker's image index
+            index = int(piece)
+            rows = request.images[index].rows if index < len(request.images) else None
+            if rows is None or index in placed:
+                raise InferenceError("the prompt places an image's embedding rows wrongly")
+            placed.add(index)
+            parts.append(EmbeddingRows(rows))
+        elif piece:
+            parts.append(TokenIds(tuple(engine.tokenize(piece, add_bos=add_bos and i == 0, special=True))))
+    missing = [i for i, im in enumerate(request.images) if im.rows is not None and i not in placed]
+    if missing:
+        raise InferenceError("the model's chat template dropped an image's embedding rows")
+    prompt = PreparedPrompt(text, tuple(parts), formatted.stop)
+    check_fits(prompt.n_tokens, n_ctx=info.n_ctx, max_tokens=config.max_tokens)
+    return prompt
 
 
 class Answer:
@@ -137,7 +173,7 @@ class Answer:
         generated = 0
         start = time.perf_counter()
         first: float | None = None
-        tokens = self._engine.generate([TokenIds(self._prompt.tokens)], cfg.sampling)
+        tokens = self._engine.generate(self._prompt.parts, cfg.sampling)
         try:
             for token in tokens:
                 if first is None:
@@ -167,7 +203,7 @@ class Answer:
             tokens.close()
             end = time.perf_counter()
             self.stats = Stats(
-                prompt_tokens=len(self._prompt.tokens),
+                prompt_tokens=self._prompt.n_tokens,
                 generated_tokens=generated,
                 prompt_seconds=(first or end) - start,
                 generate_seconds=end - (first or end),

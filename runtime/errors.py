@@ -43,9 +43,15 @@ class ModelNotFoundError(AskgptError):
 
 
 class InputNotFoundError(AskgptError):
-    """A file named with -f/--file or --examples does not exist or cannot be read."""
+    """A file named with -f/--file, -i/--image or --examples does not exist or cannot be read."""
 
     exit_code = ExitCode.NOT_FOUND
+
+
+class ImageError(AskgptError):
+    """An image that cannot be used: not an image, damaged, too large, or an encoder failure."""
+
+    exit_code = ExitCode.RUNTIME_ERROR
 
 
 class ModelLoadError(AskgptError):

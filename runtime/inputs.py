@@ -7,6 +7,7 @@ Latin-1 byte or a binary file never crashes a run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +24,12 @@ def read_stdin(stream: BinaryIO, *, is_terminal: bool) -> str | None:
     if is_terminal:
         return None
     return decode(stream.read())
+
+
+@dataclass(frozen=True)
+class Inputs:
+    request: Request
+    stdin_image: bytes | None = None  # stdin's bytes when `-i -` names it as an image
 
 
 def _read_text(path: str, *, what: str, hint: str) -> str:
@@ -46,7 +53,12 @@ def load_examples(path: str) -> tuple[Example, ...]:
     return parse_examples(_read_text(path, what="examples file", hint="check the path given to --examples"), path)
 
 
-def collect_request(
+def collect_request(**kwargs: object) -> Request:
+    """`collect_inputs` for a command line without images."""
+    return collect_inputs(**kwargs).request  # type: ignore[arg-type]
+
+
+def collect_inputs(
     *,
     prompt_words: Sequence[str],
     files: Sequence[str],
@@ -55,12 +67,26 @@ def collect_request(
     system: str | None = None,
     example_args: Sequence[str] = (),
     examples_file: str | None = None,
-) -> Request:
-    """Read every input the command line names and combine them into a `Request`.
+    image_args: Sequence[str] = (),
+) -> Inputs:
+    """Read every text input the command line names and combine them into a `Request`.
 
-    ``-f -`` places stdin among the files; otherwise piped stdin is read once
-    and `build_request` decides whether it is a document or the question.
+    ``-f -`` places stdin among the files; ``-i -`` makes it an image (its
+    bytes are handed back undecoded); otherwise piped stdin is read once and
+    `build_request` decides whether it is a document or the question.
+    Images themselves are encoded by askgpt.vision and added by the caller.
     """
+    if "-" in image_args:
+        if "-" in files:
+            raise UsageError("stdin can be an image (-i -) or a document (-f -), not both")
+        if stdin_is_terminal:
+            raise UsageError("-i - reads an image from stdin, but stdin is a terminal",
+                             hint="pipe the image in: cat pic.png | askgpt -i - ...")
+        image = stdin.read()
+        request = build_request(
+            prompt=" ".join(prompt_words), stdin_text=None, documents=[read_document(f) for f in files],
+            system=system, examples=_examples(example_args, examples_file), has_images=True)
+        return Inputs(request, image)
     stdin_text = read_stdin(stdin, is_terminal=stdin_is_terminal)
     documents: list[Document] = []
     for name in files:
@@ -70,14 +96,19 @@ def collect_request(
             documents.append(Document(STDIN_SOURCE, stdin_text or ""))
         else:
             documents.append(read_document(name))
-    examples = [parse_example(e) for e in example_args]
-    if examples_file:
-        examples.extend(load_examples(examples_file))
-    return build_request(
+    return Inputs(build_request(
         prompt=" ".join(prompt_words),
         stdin_text=stdin_text,
         documents=documents,
         stdin_consumed="-" in files,
         system=system,
-        examples=examples,
-    )
+        examples=_examples(example_args, examples_file),
+        has_images=bool(image_args),
+    ))
+
+
+def _examples(example_args: Sequence[str], examples_file: str | None) -> list[Example]:
+    examples = [parse_example(e) for e in example_args]
+    if examples_file:
+        examples.extend(load_examples(examples_file))
+    return examples

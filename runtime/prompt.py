@@ -14,8 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXAMPLE_SEPARATOR = "=>"
 STDIN_SOURCE = "stdin"  # the source name of a document read from stdin
@@ -25,6 +29,26 @@ STDIN_SOURCE = "stdin"  # the source name of a document read from stdin
 class Document:
     source: str  # file name as given, or "stdin"
     text: str
+
+
+@dataclass(frozen=True, eq=False)
+class ImageBlock:
+    """An image as the language model gets it: what the encoders found, as text,
+    and optionally embedding rows (n, n_embd) placed at the start of its block.
+    Built by askgpt.vision; the runtime only places it."""
+
+    source: str
+    text: str
+    rows: np.ndarray | None = None
+
+
+def embedding_marker(index: int) -> str:
+    """Stands for image ``index``'s embedding rows in the rendered prompt until it is
+    tokenized (private-use characters, which no template or user text produces)."""
+    return f"\ue000{index}\ue001"
+
+
+EMBEDDING_MARKER_PATTERN = "\ue000(\\d+)\ue001"
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,7 @@ class Request:
     documents: tuple[Document, ...] = ()
     system: str | None = None
     examples: tuple[Example, ...] = ()
+    images: tuple[ImageBlock, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +117,7 @@ def build_request(
     stdin_consumed: bool = False,
     system: str | None = None,
     examples: Sequence[Example] = (),
+    has_images: bool = False,
 ) -> Request:
     """Combine the prompt words, piped stdin and files into one request.
 
@@ -108,6 +134,9 @@ def build_request(
         else:
             instruction = piped.strip()
     if not instruction:
+        if has_images and not docs:
+            raise UsageError("an image given but no instruction",
+                             hint='say what to do with it, e.g. askgpt -i pic.png "describe this"')
         if docs:
             raise UsageError(
                 "documents given but no instruction",
@@ -117,9 +146,16 @@ def build_request(
     return Request(instruction=instruction, documents=tuple(docs), system=system, examples=tuple(examples))
 
 
+def image_block(index: int, image: ImageBlock) -> str:
+    marker = embedding_marker(index) if image.rows is not None else ""
+    body = f"{marker}\n{image.text.strip()}\n" if image.text.strip() else marker
+    return f'<image source="{image.source}">{body}</image>'
+
+
 def user_content(request: Request) -> str:
-    """The final user turn: delimited documents first, then the instruction."""
+    """The final user turn: delimited documents and images first, then the instruction."""
     blocks = [f'<document source="{d.source}">\n{d.text.strip()}\n</document>' for d in request.documents]
+    blocks += [image_block(i, image) for i, image in enumerate(request.images)]
     blocks.append(request.instruction)
     return "\n\n".join(blocks)
 

@@ -72,7 +72,7 @@ def assistant_prefix(engine: Engine, request: Request, prefix: str) -> PreparedP
     another CPU's SIMD kernels could flip (each test checks its margin).
     """
     text = format_prompt(engine.info, request).text + prefix
-    return PreparedPrompt(text, tuple(engine.tokenize(text)))
+    return PreparedPrompt.from_tokens(text, tuple(engine.tokenize(text)))
 
 
 def top_two_gap(engine: Engine, prompt: PreparedPrompt) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -52,20 +53,36 @@ except OSError:
 else:
     sys.exit("block failed")
 attempts.clear()
-sys.argv = ["askgpt", "-t", "0", "What is the capital of France?"]
+sys.argv = ["askgpt", *{args!r}]
 from askgpt.cli.app import main
 try:
     main()
 except SystemExit as exc:
     code = exc.code or 0
 print(f"ATTEMPTS={{len(attempts)}} CODE={{code}}", file=sys.stderr)
+print("VISION=" + ",".join(m for m in ("onnxruntime", "PIL", "askgpt.vision") if m in sys.modules), file=sys.stderr)
 """
 
 
 @pytest.mark.model
 def test_real_ask_runs_with_sockets_blocked() -> None:
     env = {"HF_HUB_OFFLINE": "0"}  # nothing in askgpt may rely on an offline flag
-    result = subprocess.run([sys.executable, "-c", OFFLINE.format()], capture_output=True, text=True,
+    args = ["-t", "0", "What is the capital of France?"]
+    result = subprocess.run([sys.executable, "-c", OFFLINE.format(args=args)], capture_output=True, text=True,
                             cwd=REPO / "tests", env={**__import__("os").environ, **env}, timeout=120)
     assert "ATTEMPTS=0 CODE=0" in result.stderr, result.stderr
     assert "Paris" in result.stdout
+    assert "VISION=\n" in result.stderr  # a text question loads no image code
+
+
+@pytest.mark.model
+def test_an_image_question_runs_with_sockets_blocked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import skimage
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes((Path(skimage.__file__).parent / "data" / "chelsea.png").read_bytes())
+    args = ["-t", "0", "What is in this picture?", "-i", str(photo)]
+    result = subprocess.run([sys.executable, "-c", OFFLINE.format(args=args)], capture_output=True, text=True,
+                            cwd=REPO / "tests", timeout=180)
+    assert "ATTEMPTS=0 CODE=0" in result.stderr, result.stderr
+    assert "cat" in result.stdout.lower()

@@ -1,0 +1,349 @@
+"""Images: the loader, the torch-free weights reader, the ONNX classifier, OCR, the projector."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_askgpt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from rendered_images import char_error_rate, receipt
+
+from askgpt.runtime.errors import ExitCode, ImageError, InputNotFoundError
+from askgpt.vision.classifier import class_names, data_path, ensure_onnx, load_classifier
+from askgpt.vision.images import MAX_PIXELS, decode_image, load_image
+from askgpt.vision.mobilenet import preprocess
+from askgpt.vision.pipeline import ImageMode, ImagePipeline, OcrMode, VisionConfig, describe
+from askgpt.vision.projector import Projector, fit_ridge
+from askgpt.vision.torch_pickle import MAGIC, PROTOCOL, WeightsError, load_legacy_state_dict
+
+
+def sample(name: str) -> Path:
+    import skimage
+
+    return Path(skimage.__file__).parent / "data" / name
+
+
+PHOTOS = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png"]
+WEIGHTS = data_path("mobilenet_v2-b0353104.pth")
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+# --- weights without torch -------------------------------------------------------------------------------
+
+def test_weights_read_without_torch_equal_torch_s_own_reading() -> None:
+    import torch
+
+    ours = load_legacy_state_dict(WEIGHTS)
+    theirs = torch.load(WEIGHTS, weights_only=True)
+    assert set(ours) == set(theirs)
+    for name, tensor in theirs.items():
+        assert ours[name].shape == tuple(tensor.shape) and np.array_equal(ours[name], tensor.numpy()), name
+
+
+def _legacy_file(obj_bytes: bytes) -> bytes:
+    """A legacy-layout file whose state-dict pickle is ``obj_bytes``."""
+    header = pickle.dumps(MAGIC, protocol=2) + pickle.dumps(PROTOCOL, protocol=2)
+    header += pickle.dumps({"protocol_version": PROTOCOL, "little_endian": True}, protocol=2)
+    return header + obj_bytes + pickle.dumps([], protocol=2)
+
+
+class _Exploit:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("touch {marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Exploit(), protocol=2).replace(b"{marker}", str(marker).encode())
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(_legacy_file(payload))
+    with pytest.raises(WeightsError, match="posix.system|os.system|never needs"):
+        load_legacy_state_dict(evil)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("cut", [0, 10, 100, 5000, 14_000_000])
+def test_truncated_weights_are_a_clean_error(tmp_path: Path, cut: int) -> None:
+    bad = tmp_path / "cut.pth"
+    bad.write_bytes(WEIGHTS.read_bytes()[:cut])
+    with pytest.raises(WeightsError):
+        load_legacy_state_dict(bad)
+
+
+# --- the ONNX graph ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return load_classifier(tmp_path_factory.mktemp("cache"), threads=2)
+
+
+def test_onnx_graph_matches_torchvision_on_real_photos(classifier) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    import torchvision
+
+    model = torchvision.models.mobilenet_v2()
+    model.load_state_dict(torch.load(WEIGHTS, weights_only=True))
+    model.eval()
+    reference = torchvision.transforms.Compose([
+        torchvision.transforms.Resize(256), torchvision.transforms.CenterCrop(224), torchvision.transforms.ToTensor(),
+        torchvision.transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    for name in PHOTOS:
+        img = Image.open(sample(name)).convert("RGB")
+        x = preprocess(np.asarray(img))
+        assert np.abs(x - reference(img).numpy()).max() < 1e-5  # the same preprocessing, without torch
+        ours, _ = classifier.run(x[None])
+        with torch.no_grad():
+            theirs = model(torch.from_numpy(x[None])).numpy()
+        assert np.abs(ours - theirs).max() <= 1e-4, name
+        assert list(np.argsort(-ours[0])[:5]) == list(np.argsort(-theirs[0])[:5]), name
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("chelsea.png", {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}),
+    ("coffee.png", {"espresso", "cup", "coffee mug"}),
+    ("motorcycle_left.png", {"moped", "motor scooter", "crash helmet"}),
+])
+def test_classifier_recognises_real_photos(classifier, name: str, expected: set[str]) -> None:  # type: ignore[no-untyped-def]
+    features = classifier.encode(load_image(str(sample(name))))
+    assert features.labels[0].name in expected
+    assert features.pooled is not None and features.pooled.shape == (1280,)
+
+
+def test_onnx_file_is_cached_atomically_and_keyed_by_the_weights(tmp_path: Path) -> None:
+    notes: list[str] = []
+    first = ensure_onnx(tmp_path, notify=notes.append)
+    again = ensure_onnx(tmp_path, notify=notes.append)
+    assert first == again and len(notes) == 1  # built once, with one note
+    assert first.weights_sha256[:8] == "b0353104"  # torchvision's own file
+    assert [p.name for p in (tmp_path / "vision").iterdir()] == [first.onnx.name]  # no temporary left
+
+
+def test_class_names_are_the_1000_imagenet_classes() -> None:
+    names = class_names()
+    assert len(names) == 1000 and names[281] == "tabby" and names[967] == "espresso"
+
+
+# --- the loader ----------------------------------------------------------------------------------------
+
+def test_exif_orientation_transparency_16_bit_and_animation() -> None:
+    tall = Image.new("RGB", (20, 40), "red")
+    exif = tall.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    rotated = decode_image(png_bytes(tall, "JPEG", exif=exif), "rot.jpg")
+    assert (rotated.width, rotated.height) == (40, 20)
+    clear = decode_image(png_bytes(Image.new("RGBA", (4, 4), (0, 0, 0, 0))), "clear.png")
+    assert clear.pixels.min() == 255  # transparency is laid on white
+    deep = decode_image(png_bytes(Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)), "16.png")
+    assert deep.pixels.dtype == np.uint8 and deep.pixels.max() == 255
+    frames = [Image.new("RGB", (8, 8), c) for c in ("blue", "green")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    gif = decode_image(buf.getvalue(), "anim.gif")
+    assert gif.pixels[0, 0, 2] > 200 and gif.pixels[0, 0, 1] < 50  # the first frame
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size (the rest is a 1x1 image's data)."""
+    data = bytearray(png_bytes(Image.new("RGB", (1, 1))))
+    data[16:24] = struct.pack(">II", width, height)
+    import zlib
+
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"hello, not an image", "not an image"),
+    (png_bytes(Image.new("RGB", (64, 64), "blue"))[:60], "damaged"),
+    (_png_claiming(100_000, 100_000), "limit"),
+    (png_bytes(Image.new("RGB", (8, 8)), "TIFF"), "not an image"),
+])
+def test_bad_images_are_one_clean_error(data: bytes, message: str) -> None:
+    with pytest.raises(ImageError, match=message) as err:
+        decode_image(data, "x.png")
+    assert err.value.exit_code is ExitCode.RUNTIME_ERROR
+
+
+def test_missing_image_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError):
+        load_image(str(tmp_path / "nope.png"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=2048))
+def test_loader_never_fails_other_than_cleanly(data: bytes) -> None:
+    try:
+        image = decode_image(b"\x89PNG\r\n\x1a\n" + data, "fuzz.png")
+    except ImageError:
+        return
+    assert image.pixels.ndim == 3 and image.pixels.shape[2] == 3
+    assert image.width * image.height <= MAX_PIXELS
+
+
+# --- OCR -----------------------------------------------------------------------------------------------
+
+def test_ocr_reads_a_rendered_receipt_in_order() -> None:
+    from askgpt.vision.images import LoadedImage
+    from askgpt.vision.ocr import OcrReader
+
+    case = receipt()
+    found = OcrReader(threads=2).encode(LoadedImage("r", np.asarray(case.image), "PNG", "0"))
+    assert char_error_rate("\n".join(case.lines), "\n".join(found.text_lines)) < 0.05
+    assert any("9.85" in line for line in found.text_lines)
+    assert [line.replace(" ", "") for line in found.text_lines][0] == "CORNERCAFE"  # reading order
+
+
+# --- the projector -------------------------------------------------------------------------------------
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 6), st.integers(1, 4), st.floats(0.01, 10.0), st.integers(0, 2**31 - 1))
+def test_ridge_fit_equals_numpy_lstsq(d_in: int, d_out: int, lam: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(20, d_in)), rng.normal(size=(20, d_out))
+    w, b = fit_ridge(x, y, lam)
+    # Reference: centre, then least squares on the system augmented with sqrt(lam) I.
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    aug_x = np.vstack([xc, np.sqrt(lam) * np.eye(d_in)])
+    aug_y = np.vstack([yc, np.zeros((d_in, d_out))])
+    ref = np.linalg.lstsq(aug_x, aug_y, rcond=None)[0]
+    assert np.allclose(w, ref, atol=1e-4)
+    assert np.allclose(b, y.mean(0) - x.mean(0) @ ref, atol=1e-4)
+
+
+def test_stored_projector_is_used_only_for_the_same_two_models(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    proj = Projector(rng.normal(size=(6, 4)).astype(np.float32), np.zeros(4, np.float32),
+                     rng.normal(size=(10, 6)).astype(np.float32), 1.0, 2.0, "enc-a", "llm-a")
+    path = tmp_path / "p.npz"
+    proj.save(path)
+    loaded = Projector.load(path, encoder_id="enc-a", model_id="llm-a")
+    assert loaded is not None and np.array_equal(loaded.w, proj.w)
+    assert Projector.load(path, encoder_id="enc-a", model_id="llm-b") is None  # the model changed: refit
+    assert Projector.load(path, encoder_id="enc-b", model_id="llm-a") is None
+    rows = proj.rows(rng.normal(size=6).astype(np.float32), [3, 1, 2])
+    assert rows.shape == (4, 4) and np.allclose(np.linalg.norm(rows, axis=1), 2.0, atol=1e-5)
+
+
+def test_description_shows_confident_guesses_and_the_text() -> None:
+    from askgpt.vision.encoder import ImageFeatures, Label
+
+    image = load_image(str(sample("chelsea.png")))
+    labels = ImageFeatures("c", labels=(Label("tabby", 0.6), Label("lynx", 0.05)))
+    text = ImageFeatures("o", text_lines=("HELLO",))
+    block = describe(image, labels, text)
+    assert "451x300 PNG" in block and "tabby (60%)" in block and "lynx" not in block and "HELLO" in block
+    assert "No text in it." in describe(image, labels, ImageFeatures("o"))
+
+
+# --- the real model ------------------------------------------------------------------------------------
+
+@pytest.mark.model
+def test_cat_photo_answer_mentions_a_cat(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"  # a neutral name: the answer must come from the pixels
+    photo.write_bytes(sample("chelsea.png").read_bytes())
+    result = run_askgpt(["-t", "0", "What is in this picture?", "-i", str(photo)])
+    assert result.returncode == 0, result.stderr
+    assert "cat" in result.stdout.decode().lower()
+
+
+@pytest.mark.model
+def test_receipt_total_is_answered_from_the_ocr_text(tmp_path: Path) -> None:
+    # Measured on the built-in model: along the greedy answer "The total due is 9.85" each
+    # token leads its runner-up by at least 0.38 nats, far above the last-bit differences
+    # between CPUs' kernels.
+    path = tmp_path / "scan.png"
+    receipt().image.save(path)
+    result = run_askgpt(["-t", "0", "What is the total due?", "-i", str(path), "--stats"])
+    assert result.returncode == 0, result.stderr
+    assert "9.85" in result.stdout.decode()
+    assert b"ocr " in result.stderr and b"encode " in result.stderr  # per-image timings
+
+
+@pytest.mark.model
+def test_two_images_are_both_used_and_stdin_can_be_an_image(tmp_path: Path) -> None:
+    from askgpt.runtime.engine import EngineConfig
+    from askgpt.runtime.llama_engine import load_llama_engine
+    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.prompt import Request
+    from askgpt.vision.images import load_image as load
+
+    pipeline = ImagePipeline(VisionConfig(ocr=OcrMode.OFF), tmp_path)
+    blocks, reports = pipeline.encode([load(str(sample("chelsea.png"))), load(str(sample("coffee.png")))], None)
+    assert [r.source for r in reports] == [str(sample("chelsea.png")), str(sample("coffee.png"))]
+    engine = load_llama_engine(builtin_model(), EngineConfig(n_ctx=2048))
+    try:
+        from askgpt.runtime.ask import GenerationConfig, prepare
+
+        text = prepare(engine, Request("Describe both.", images=tuple(blocks)), GenerationConfig(64)).text
+    finally:
+        engine.close()
+    assert "Egyptian cat" in text and "espresso" in text and text.count("<image source=") == 2
+    piped = run_askgpt(["-t", "0", "What is in this picture?", "-i", "-"], input=sample("chelsea.png").read_bytes())
+    assert piped.returncode == 0, piped.stderr
+    assert "cat" in piped.stdout.decode().lower()
+
+
+@pytest.mark.model
+def test_embedding_rows_move_the_next_token_distribution(real_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from askgpt.runtime.ask import GenerationConfig, prepare
+    from askgpt.runtime.engine import EmbeddingRows
+    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.prompt import Request
+    from askgpt.vision.pipeline import TargetModel
+
+    target = TargetModel(builtin_model().path, real_engine.info.n_embd,
+                         lambda text: real_engine.tokenize(text, add_bos=False, special=False))
+    pipeline = ImagePipeline(VisionConfig(ocr=OcrMode.OFF, mode=ImageMode.EMBED), tmp_path)
+    dists = []
+    for name in ("chelsea.png", "rocket.jpg"):
+        blocks, reports = pipeline.encode([load_image(str(sample(name)))], target)
+        assert reports[0].rows == 4 and blocks[0].rows is not None
+        assert blocks[0].rows.shape == (4, real_engine.info.n_embd)
+        prompt = prepare(real_engine, Request("What is in this picture?", images=tuple(blocks)),
+                         GenerationConfig(32))
+        assert any(isinstance(p, EmbeddingRows) for p in prompt.parts)
+        dists.append(np.exp(real_engine.next_token_logprobs(prompt.parts)))
+    assert np.abs(dists[0] - dists[1]).sum() > 1e-2  # a different image, a different next token distribution
+    stored = list((tmp_path / "vision").glob("projector-*.npz"))
+    assert len(stored) == 1  # fitted once, reused for the second image
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("mode", ["embed", "both"])
+def test_cli_answers_with_embedding_rows(mode: str) -> None:
+    result = run_askgpt(["-t", "0", "-n", "24", "--image-mode", mode, "What is this?", "-i", str(sample("coffee.png"))])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+@pytest.mark.parametrize("make, code, words", [
+    (lambda d: d / "missing.png", 3, "image not found"),
+    (lambda d: (d / "notes.png").write_text("just text") and d / "notes.png", 1, "not an image"),
+    (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", 1, "empty"),
+    (lambda d: (d / "cut.png").write_bytes(sample("chelsea.png").read_bytes()[:3000]) and d / "cut.png", 1,
+     "damaged"),
+    (lambda d: (d / "huge.png").write_bytes(_png_claiming(90_000, 90_000)) and d / "huge.png", 1, "limit"),
+    (lambda d: d, 3, "folder"),
+])
+def test_bad_image_files_end_in_one_line_and_the_documented_code(tmp_path: Path, make, code: int,
+                                                                   words: str) -> None:
+    path = make(tmp_path)
+    result = run_askgpt(["describe", "-i", str(path)])
+    assert result.returncode == code, result.stderr
+    err = result.stderr.decode()
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert result.stdout == b""

@@ -1,0 +1,117 @@
+"""The one image loader: a file (or stdin's bytes) in, a validated RGB array out.
+
+Pillow decodes only PNG, JPEG, WebP, GIF (first frame) and BMP; the header's
+size is checked against a pixel limit before any pixel is decoded
+(decompression bombs); EXIF orientation is applied; transparency is laid on
+white (screenshots and logos read as they look); 16-bit and other modes are
+brought to 8-bit RGB. Never a URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from askgpt.runtime.errors import ImageError, InputNotFoundError
+
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; a decoded RGB image this size is 120 MB
+MAX_BYTES = 64 * 1024 * 1024
+STDIN = "-"
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    source: str  # the name the user gave, or "stdin"
+    pixels: np.ndarray  # (H, W, 3) uint8, RGB, orientation applied
+    format: str  # PNG, JPEG, ...
+    sha256: str  # of the file's bytes: identifies the image in logs and caches
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+def read_image_bytes(path: str) -> bytes:
+    """A named image file's bytes; a missing one is exit 3."""
+    hint = "check the path given to -i/--image"
+    p = Path(path).expanduser()
+    try:
+        size = p.stat().st_size
+        if p.is_dir():
+            raise InputNotFoundError(f"{path} is a folder, not an image", hint=hint)
+        if size > MAX_BYTES:
+            raise ImageError(f"image {path} is {size / 1e6:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+        return p.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(f"image not found: {path}", hint=hint) from exc
+    except PermissionError as exc:
+        raise InputNotFoundError(f"cannot read image {path}: permission denied", hint=hint) from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+
+
+def _to_rgb(img: Any) -> Any:
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit / 32-bit greyscale: scale the range actually used to 0..255.
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def decode_image(data: bytes, source: str) -> LoadedImage:
+    """Decode bytes already read; raises `ImageError` (exit 1) naming ``source``."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not data:
+        raise ImageError(f"{source} is empty, not an image")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"image {source} is over the {MAX_BYTES // 2**20} MB limit")
+    try:
+        with Image.open(io.BytesIO(data), formats=list(FORMATS)) as img:
+            width, height = img.size
+            if width < 1 or height < 1:
+                raise ImageError(f"{source} has no pixels ({width}x{height})")
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"{source} is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels",
+                                 hint="scale it down first")
+            fmt = str(img.format)
+            img.seek(0)  # animated GIF/WebP: the first frame
+            img.load()
+            oriented = ImageOps.exif_transpose(img) or img
+            rgb = _to_rgb(oriented)
+            pixels = np.asarray(rgb, dtype=np.uint8).copy()
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{source} is not an image askgpt can read",
+                         hint=f"use one of {', '.join(FORMATS)}") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError) as exc:
+        raise ImageError(f"{source} is a damaged or unsupported image: {exc}") from exc
+    return LoadedImage(source, pixels, fmt, hashlib.sha256(data).hexdigest())
+
+
+def load_image(path: str, *, stdin: bytes | None = None) -> LoadedImage:
+    """``path`` ``-`` reads the image from stdin's bytes (given by the caller)."""
+    if path == STDIN:
+        if stdin is None:
+            raise ImageError("-i - reads an image from stdin, but nothing was piped in")
+        return decode_image(stdin, "stdin")
+    return decode_image(read_image_bytes(path), path)
