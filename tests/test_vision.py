@@ -347,3 +347,27 @@ def test_bad_image_files_end_in_one_line_and_the_documented_code(tmp_path: Path,
     err = result.stderr.decode()
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert result.stdout == b""
+
+
+def test_without_ocr_installed_auto_mode_uses_the_classifier_and_says_so(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import askgpt.vision.ocr as ocr
+
+    monkeypatch.setattr(ocr, "ocr_available", lambda: False)
+    notes: list[str] = []
+    pipeline = ImagePipeline(VisionConfig(ocr=OcrMode.AUTO), tmp_path, notify=notes.append)
+    image = load_image(str(sample("chelsea.png")))
+    blocks, reports = pipeline.encode([image, image], None)
+    assert "Egyptian cat" in blocks[0].text and "text in it" not in blocks[0].text.lower()
+    assert reports[0].ocr_seconds == 0.0
+    assert sum("OCR is not installed" in n for n in notes) == 1  # said once, not per image
+
+
+@pytest.mark.model
+def test_an_image_too_big_for_the_context_is_refused_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "scan.png"
+    receipt().image.save(path)
+    result = run_askgpt(["--ctx", "256", "-n", "200", "What is the total due?", "-i", str(path)])
+    assert result.returncode == 1, result.stderr
+    err = result.stderr.decode()
+    assert "only 56 fit (context 256 tokens, 200 kept for the answer)" in err and "Traceback" not in err

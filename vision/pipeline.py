@@ -106,6 +106,7 @@ class ImagePipeline:
         self._notify = notify
         self._classifier = None
         self._ocr = None
+        self._warned_no_ocr = False
 
     def classifier(self):  # type: ignore[no-untyped-def]
         if self._classifier is None:
@@ -114,6 +115,22 @@ class ImagePipeline:
             self._classifier = load_classifier(self._cache_dir, threads=self._config.threads,
                                                notify=self._notify, top_k=self._config.top_k)
         return self._classifier
+
+    def ocr_enabled(self) -> bool:
+        """OCR runs unless turned off; with ``auto`` on a Python that cannot install it
+        (rapidocr-onnxruntime supports < 3.13), images get the classifier alone and a note."""
+        if self._config.ocr is OcrMode.OFF:
+            return False
+        if self._config.ocr is OcrMode.AUTO:
+            from .ocr import ocr_available
+
+            if not ocr_available():
+                if not self._warned_no_ocr and self._notify is not None:
+                    self._notify("OCR is not installed on this Python (rapidocr-onnxruntime needs < 3.13); "
+                                 "text in images is not read")
+                self._warned_no_ocr = True
+                return False
+        return True
 
     def ocr(self):  # type: ignore[no-untyped-def]
         if self._ocr is None:
@@ -144,7 +161,7 @@ class ImagePipeline:
         blocks, reports = [], []
         for image in images:
             labels = self.classifier().encode(image)
-            text = self.ocr().encode(image) if self._config.ocr is not OcrMode.OFF else None
+            text = self.ocr().encode(image) if self.ocr_enabled() else None
             rows = projector.rows(labels.pooled, labels.class_ids) if projector is not None else None
             body = describe(image, labels if mode is not ImageMode.EMBED else None, text)
             # The file's name, not its folders: a long temporary path only distracts a small model.
