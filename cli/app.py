@@ -193,6 +193,14 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--examples", metavar="FILE",
             help='A JSONL file of few-shot examples: {"input": ..., "output": ...} per line.',
             show_default=False)] = None,
+        strategy: Annotated[str, typer.Option(
+            "--strategy", metavar="auto|stuff|retrieve|map-reduce|refine",
+            help="How documents longer than the model reads well are used: auto picks (and says why), "
+                 "stuff sends them whole, retrieve reads the parts that match the question, map-reduce "
+                 "works on every part then combines, refine carries an answer through the parts.")] = "auto",
+        read_tokens: Annotated[int, typer.Option(
+            "--read-tokens", metavar="N",
+            help="Document tokens the model reads well at once; more goes through --strategy.")] = 1024,
         temperature: Annotated[float | None, typer.Option(
             "-t", "--temperature", min=0.0, metavar="T", help="Sampling temperature; 0 is greedy [default: 0.2].",
             show_default=False)] = None,
@@ -225,6 +233,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 prompt_words=tuple(prompt or ()), model=model, system=system,
                 files=tuple(files or ()), examples=tuple(examples or ()), examples_file=examples_file,
                 images=tuple(images or ()), ocr=ocr, image_mode=image_mode,
+                strategy=strategy, read_tokens=read_tokens,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, ctx=ctx,
                 stream=not no_stream, stats=stats, debug=debug,
             )

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO, TextIO
 
-from askgpt.runtime.ask import Answer, GenerationConfig, StopReason, ask
+from askgpt.runtime.ask import Answer, GenerationConfig, StopReason
 from askgpt.runtime.engine import Engine, EngineConfig, EngineFactory
+from askgpt.runtime.errors import UsageError
 from askgpt.runtime.inputs import collect_inputs
+from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import Settings
@@ -32,6 +34,8 @@ class AskOptions:
     images: tuple[str, ...] = ()
     ocr: str = "auto"
     image_mode: str | None = None
+    strategy: str = "auto"
+    read_tokens: int = 1024
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
@@ -74,6 +78,7 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
             seed=opts.seed,
         ),
     )
+    long_context = LongContextConfig(strategy=_strategy(opts.strategy), read_tokens=opts.read_tokens)
     ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
     started = time.perf_counter()
     with messages.status(f"Loading {ref.name}…"):
@@ -89,7 +94,10 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
     try:
         if vision is not None:
             request = replace(request, images=vision.blocks(engine, ref))
-        answer = ask(engine, request, config)
+        with messages.progress() as progress:
+            answer, report = LongContext(engine, long_context, progress=progress).answer(request, config)
+        if report is not None and report.strategy is not Strategy.STUFF:
+            messages.warn(report.line())
         sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal)
         try:
             if opts.stream:
@@ -101,6 +109,8 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
                 if vision is not None:
                     for line in vision.stats_lines():
                         messages.line(line)
+                if report is not None:
+                    messages.line(report.stats_line())
                 messages.line(format_stats(answer.stats, load_seconds=load_seconds))
     finally:
         engine.close()
@@ -109,6 +119,14 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
         messages.warn("stopped early: the answer started repeating itself")
     elif stats is not None and stats.stop_reason is StopReason.LENGTH:
         messages.warn(f"stopped at the {config.max_tokens}-token limit (raise it with -n)")
+
+
+def _strategy(value: str) -> Strategy:
+    try:
+        return Strategy(value.lower())
+    except ValueError:
+        raise UsageError(f"--strategy must be one of {'|'.join(s.value for s in Strategy)}, "
+                         f"not {value!r}") from None
 
 
 class _VisionStep:

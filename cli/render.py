@@ -8,8 +8,8 @@ colour and no wrapping. rich honours NO_COLOR on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
@@ -98,6 +98,26 @@ class Messages:
     def warn(self, text: str) -> None:
         if not self.quiet:
             self.line(f"askgpt: {text}")
+
+    @contextmanager
+    def progress(self) -> Iterator[Callable[[str, int, int], None]]:
+        """A progress bar per stage on a terminal stderr (``progress(stage, done, total)``);
+        a no-op otherwise or when quiet."""
+        if self.quiet or not self._stderr.isatty():
+            yield lambda stage, done, total: None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        tasks: dict[str, object] = {}
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(file=self._stderr), transient=True) as bar:
+            def update(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
+
+            yield update
 
     def status(self, text: str) -> AbstractContextManager[object]:
         """A spinner on a terminal stderr; nothing otherwise or when quiet."""

@@ -113,16 +113,19 @@ class StopFilter:
         return held
 
 
+def answer_reserve(max_tokens: int, n_ctx: int) -> int:
+    """Room the prompt must leave for the answer. A longer answer goes on past the
+    window by context shift (the engine drops the older half of the answer), so
+    at most half the window is held back for it."""
+    return min(max_tokens, n_ctx // 2)
+
+
 def check_fits(n_prompt: int, *, n_ctx: int, max_tokens: int) -> None:
-    """Raise unless the prompt plus room for ``max_tokens`` fits ``n_ctx``."""
-    if max_tokens >= n_ctx:
-        raise UsageError(
-            f"-n/--max-tokens {max_tokens} leaves no room for the input in a {n_ctx}-token context",
-            hint="lower -n or raise --ctx",
-        )
-    fits = n_ctx - max_tokens
+    """Raise unless the prompt plus the answer's reserved room fits ``n_ctx``."""
+    reserved = answer_reserve(max_tokens, n_ctx)
+    fits = n_ctx - reserved
     if n_prompt > fits:
-        raise ContextOverflowError(given=n_prompt, fits=fits, n_ctx=n_ctx, reserved=max_tokens)
+        raise ContextOverflowError(given=n_prompt, fits=fits, n_ctx=n_ctx, reserved=reserved)
 
 
 def prepare(engine: Engine, request: Request, config: GenerationConfig) -> PreparedPrompt:

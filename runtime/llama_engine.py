@@ -152,6 +152,8 @@ class LlamaEngine:
     def info(self) -> ModelInfo:
         return self._info
 
+    context_shifts = 0  # how often a long answer has shifted the window (per engine)
+
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
@@ -171,22 +173,51 @@ class LlamaEngine:
         if all(isinstance(p, TokenIds) for p in prompt):
             # Pure text: llama-cpp-python reuses the KV cache for a shared prefix.
             ids = [t for p in prompt for t in p.ids]  # type: ignore[union-attr]
+            n_prompt = len(ids)
             stream = llm.generate(ids, reset=True, **kwargs)
         else:
             self._eval_parts(prompt)
+            n_prompt = llm.n_tokens
             stream = llm.generate([], reset=False, **kwargs)
         n_ctx = self._info.n_ctx
         try:
-            for token in stream:
-                if self._is_eog(token):
+            while True:
+                for token in stream:
+                    if self._is_eog(token):
+                        return
+                    yield int(token)
+                    if llm.n_tokens >= n_ctx - 1:  # the next eval would not fit
+                        break
+                else:
                     return
-                yield int(token)
-                if llm.n_tokens >= n_ctx - 1:  # the next eval would not fit
+                # The window is full: drop the older half of the answer and go on.
+                stream.close()
+                if not self._shift_context(keep=n_prompt):
                     return
+                stream = llm.generate([token], reset=False, **kwargs)
         except RuntimeError as exc:
             raise InferenceError(f"llama.cpp failed while generating: {exc}") from exc
         finally:
             stream.close()
+
+    def _shift_context(self, *, keep: int) -> bool:
+        """Context shift, as llama.cpp's own CLI does it: keep the first ``keep``
+        positions (the prompt: system prompt, examples, documents), remove half of
+        what follows from the KV cache, and move the rest back so positions stay
+        contiguous. False when the prompt leaves too little to shift."""
+        lib, llm = self._lib, self._llm
+        n_past = llm.n_tokens
+        n_discard = (n_past - keep) // 2
+        if n_discard < 8:
+            return False
+        memory = lib.llama_get_memory(llm.ctx)
+        if not lib.llama_memory_seq_rm(memory, 0, keep, keep + n_discard):
+            return False
+        lib.llama_memory_seq_add(memory, 0, keep + n_discard, n_past, -n_discard)
+        llm.input_ids[keep:n_past - n_discard] = llm.input_ids[keep + n_discard:n_past]
+        llm.n_tokens = n_past - n_discard
+        self.context_shifts += 1
+        return True
 
     def next_token_logprobs(self, prompt: Sequence[PromptPart]) -> Any:
         import numpy as np

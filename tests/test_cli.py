@@ -147,7 +147,8 @@ def test_config_file_and_env_defaults(isolated_home: Path, monkeypatch: pytest.M
         (["--examples", "/no/such.jsonl", "x"], 3, "examples file not found"),
         (["-m", "/no/such/model.gguf", "x"], 3, "model file not found"),
         (["-m", "nosuchname", "x"], 3, "no model named 'nosuchname'"),
-        (["-n", "5000", "--ctx", "4096", "x"], 2, "leaves no room"),
+        (["--strategy", "guess", "x"], 2, "--strategy must be one of"),
+        (["--read-tokens", "10", "x"], 2, "--read-tokens must be at least 64"),
     ],
 )
 def test_errors_are_one_line_with_documented_exit_codes(args: list[str], code: int, needle: str) -> None:

@@ -221,7 +221,8 @@ def test_context_overflow_is_refused_not_truncated(real_engine: Engine) -> None:
 def test_context_overflow_from_the_cli(tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_text("All work and no play makes Jack a dull boy. " * 400)
-    result = run_askgpt(["--ctx", "512", "-n", "128", "-f", str(big), "summarize"])
+    # --strategy stuff: send it whole or refuse (auto would summarise it part by part).
+    result = run_askgpt(["--ctx", "512", "-n", "128", "--strategy", "stuff", "-f", str(big), "summarize"])
     assert result.returncode == 1
     err = result.stderr.decode()
     assert "only 384 fit (context 512 tokens, 128 kept for the answer)" in err

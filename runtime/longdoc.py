@@ -1,0 +1,381 @@
+"""The long-context manager: documents of any length are used, never silently truncated.
+
+Small models read far less than their window well (the built-in model copies
+a planted fact from about 650 tokens of context and fails at about 1,600), so
+"fits the window" is not the test; "short enough to read well" is. When the
+documents are longer than that, a strategy decides what the model reads:
+
+- ``stuff``: everything, at once (it fits and is short enough);
+- ``retrieve`` (questions): chunks ranked against the question with BM25
+  (bm25s), the best packed in document order into a reading-size context,
+  question last; with no matching terms at all, a map step extracts the
+  relevant lines of every chunk instead;
+- ``map-reduce`` (summaries, "find all"): each chunk is worked on alone, and
+  the notes are combined, level by level, until they fit;
+- ``refine``: a running answer carried through the chunks in order.
+
+``auto`` picks from the fit and the instruction and says which and why.
+Map calls put the instruction before the chunk, so llama.cpp's prefix cache
+evaluates the shared part once, not once per chunk.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from .ask import Answer, GenerationConfig, ask
+from .chat import format_prompt
+from .chunking import Chunk, chunk_text
+from .engine import Engine
+from .errors import ContextOverflowError, UsageError
+from .prompt import Document, Request
+from .sampling import SamplingConfig
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+_BLOCK_MARKUP_TOKENS = 48  # the <document source="..."> wrapper of a chunk in a step
+
+# Instructions that need every part of the input rather than the best-matching part.
+_WHOLE_INPUT = re.compile(
+    r"\b(summar\w*|overview|tl;?dr|outline|recap|key (points|ideas|facts)|main (points|ideas)|"
+    r"(list|find|extract|show|count|name) (all|every|each)|all (the )?(errors?|warnings?|names?|dates?)|"
+    r"every\b|each\b|themes?)",
+    re.IGNORECASE,
+)
+
+
+class Strategy(str, Enum):
+    AUTO = "auto"
+    STUFF = "stuff"
+    RETRIEVE = "retrieve"
+    MAP_REDUCE = "map-reduce"
+    REFINE = "refine"
+
+
+@dataclass(frozen=True)
+class LongContextConfig:
+    strategy: Strategy = Strategy.AUTO
+    # How many document tokens the model reads well at once; the built-in model's measured
+    # limit is between 650 and 1,600, so 1,024 by default (--read-tokens for larger models).
+    read_tokens: int = 1024
+    chunk_tokens: int = 256  # retrieval granularity
+    overlap: int = 32
+    note_tokens: int = 160  # the most a map or refine step may write
+    max_levels: int = 4  # map-reduce levels before giving up
+    margin: int = 16  # tokens kept free for template seams
+
+    def __post_init__(self) -> None:
+        if self.read_tokens < 64:
+            raise UsageError("--read-tokens must be at least 64")
+
+
+@dataclass
+class LongContextReport:
+    strategy: Strategy
+    reason: str
+    doc_tokens: int
+    window: int
+    chunks: int = 0
+    used: int = 0
+    model_calls: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        what = {
+            Strategy.STUFF: "read whole",
+            Strategy.RETRIEVE: f"retrieval over {self.chunks:,} chunks, {self.used:,} used",
+            Strategy.MAP_REDUCE: f"map-reduce over {self.chunks:,} chunks",
+            Strategy.REFINE: f"refine through {self.chunks:,} chunks",
+        }[self.strategy]
+        return (f"document: {self.doc_tokens:,} tokens, window {self.window:,} -> {what} "
+                f"({self.reason})")
+
+    def stats_line(self) -> str:
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_seconds.items())
+        return (f"long context: {self.strategy.value}, {self.doc_tokens:,} document tokens, "
+                f"{self.chunks} chunks, {self.used} used, {self.model_calls} model calls | {stages}")
+
+
+def is_whole_input_task(instruction: str) -> bool:
+    return bool(_WHOLE_INPUT.search(instruction))
+
+
+def _map_task(instruction: str) -> str:
+    return (f"{instruction}\n\nDo this for the part of a longer document below only. "
+            "Keep names, numbers and facts exactly as written. Be brief.")
+
+
+def _extract_task(instruction: str) -> str:
+    return (f"Copy the sentences from the document below that help answer this question: "
+            f"{instruction}\nIf none do, write only NONE.")
+
+
+def _refine_task(instruction: str, running: str) -> str:
+    if not running:
+        return instruction
+    return (f"{instruction}\n\nThe answer so far, from the earlier parts:\n{running}\n\n"
+            "Improve it with the next part below; keep what is still right.")
+
+
+class LongContext:
+    """Answers a request whose documents may be far longer than the window."""
+
+    def __init__(self, engine: Engine, config: LongContextConfig, *, progress: Progress | None = None) -> None:
+        self._engine = engine
+        self._config = config
+        self._progress = progress or (lambda stage, done, total: None)
+
+    # --- measuring ----------------------------------------------------------------------------------
+
+    def count(self, text: str) -> int:
+        return len(self._engine.tokenize(text, add_bos=False, special=False))
+
+    def _overhead(self, request: Request) -> int:
+        """Tokens of the prompt without its documents: template, system, examples, images, instruction."""
+        bare = format_prompt(self._engine.info, replace(request, documents=())).text
+        return self.count(bare) + self._config.margin
+
+    def _room(self, request: Request, answer_tokens: int) -> int:
+        """Document tokens that fit the window beside everything else and the answer."""
+        return self._engine.info.n_ctx - self._overhead(request) - answer_tokens
+
+    def _wrapper(self, source: str) -> int:
+        """Tokens a document's delimiters add around its text in the prompt."""
+        return self.count(f'<document source="{source}">\n\n</document>\n\n')
+
+    def _step_size(self, request: Request, task: str, budget: int) -> int:
+        """Chunk size for a map/extract/refine call with ``task``: within the reading budget,
+        and leaving that call room for its own instruction, the chunk's delimiters and its note."""
+        step = Request(task, system=request.system)
+        room = self._room(step, self._config.note_tokens) - _BLOCK_MARKUP_TOKENS
+        return max(8, min(budget, room))
+
+    # --- choosing -------------------------------------------------------------------------------------
+
+    def plan(self, request: Request, config: GenerationConfig) -> tuple[Strategy, str, int, int]:
+        """The strategy, why, the documents' size in tokens, and the reading budget."""
+        doc_tokens = sum(self.count(d.text) + self._wrapper(d.source) for d in request.documents)
+        room = self._room(request, config.max_tokens)
+        budget = min(self._config.read_tokens, room)
+        chosen = self._config.strategy
+        if chosen is Strategy.AUTO:
+            if doc_tokens <= budget:
+                return Strategy.STUFF, "it fits and is short enough to read well", doc_tokens, budget
+            if is_whole_input_task(request.instruction):
+                return Strategy.MAP_REDUCE, "the instruction needs every part", doc_tokens, budget
+            return Strategy.RETRIEVE, "a question: the best-matching parts are read", doc_tokens, budget
+        if chosen is Strategy.STUFF and doc_tokens > room:
+            total = doc_tokens + self._overhead(request)
+            raise ContextOverflowError(given=total, fits=self._engine.info.n_ctx - config.max_tokens,
+                                       n_ctx=self._engine.info.n_ctx, reserved=config.max_tokens)
+        return chosen, "as asked", doc_tokens, budget
+
+    # --- answering ------------------------------------------------------------------------------------
+
+    def answer(self, request: Request, config: GenerationConfig) -> tuple[Answer, LongContextReport | None]:
+        if not request.documents:
+            return ask(self._engine, request, config), None
+        strategy, reason, doc_tokens, budget = self.plan(request, config)
+        report = LongContextReport(strategy, reason, doc_tokens, self._engine.info.n_ctx)
+        if budget < 64 and strategy is not Strategy.STUFF:
+            raise UsageError(f"the window leaves only {budget} tokens for the document",
+                             hint="raise --ctx or lower -n/--max-tokens")
+        started = time.perf_counter()
+        if strategy is Strategy.STUFF:
+            final = request
+        elif strategy is Strategy.RETRIEVE:
+            final = self._retrieve(request, budget, report)
+        elif strategy is Strategy.MAP_REDUCE:
+            final = self._map_reduce(request, budget, report)
+        else:
+            final = self._refine(request, budget, report)
+        report.stage_seconds["prepare"] = time.perf_counter() - started
+        report.model_calls += 1
+        return ask(self._engine, final, config), report
+
+    def chunks(self, documents: Sequence[Document], max_tokens: int, overlap: int) -> list[Chunk]:
+        out: list[Chunk] = []
+        for doc in documents:
+            out.extend(chunk_text(doc.text, doc.source, self.count, max_tokens=max_tokens, overlap=overlap))
+        return out
+
+    def _retrieve(self, request: Request, budget: int, report: LongContextReport) -> Request:
+        cfg = self._config
+        started = time.perf_counter()
+        chunks = self.chunks(request.documents, min(cfg.chunk_tokens, budget), cfg.overlap)
+        report.stage_seconds["chunk"] = time.perf_counter() - started
+        report.chunks = len(chunks)
+        started = time.perf_counter()
+        scores = bm25_scores([c.text for c in chunks], request.instruction)
+        report.stage_seconds["rank"] = time.perf_counter() - started
+        if max(scores, default=0.0) <= 0.0:
+            # Nothing in the documents shares a term with the question: read every chunk.
+            report.reason = "no part matches the question's words, so every part was read for it"
+            size = self._step_size(request, _extract_task(request.instruction), budget)
+            return self._extract(request, self.chunks(request.documents, size, cfg.overlap), budget, report)
+        order = sorted(range(len(chunks)), key=lambda i: -scores[i])
+        picked: list[int] = []
+        used = 0
+        for i in order:
+            if scores[i] <= 0:
+                break
+            cost = chunks[i].n_tokens + self._wrapper(chunks[i].where)
+            if used + cost > budget:
+                continue
+            picked.append(i)
+            used += cost
+        report.used = len(picked)
+        return replace(request, documents=tuple(_as_documents(chunks, sorted(picked))))
+
+    def _note(self, task: str, chunk: Chunk, system: str | None) -> str:
+        """One map/refine call; the task comes first so its tokens are a shared, cached prefix."""
+        block = f'<document source="{chunk.where}">\n{chunk.text.strip()}\n</document>'
+        step = Request(f"{task}\n\n{block}", system=system)
+        gen = GenerationConfig(self._config.note_tokens, SamplingConfig(temperature=0))
+        return ask(self._engine, step, gen).text().strip()
+
+    def _extract(self, request: Request, chunks: list[Chunk], budget: int, report: LongContextReport) -> Request:
+        task = _extract_task(request.instruction)
+        report.chunks = len(chunks)
+        notes = []
+        for k, chunk in enumerate(chunks):
+            self._progress("reading", k, len(chunks))
+            note = self._note(task, chunk, request.system)
+            report.model_calls += 1
+            if note and "NONE" not in note.upper()[:8]:
+                notes.append(Document(chunk.where, note))
+        self._progress("reading", len(chunks), len(chunks))
+        report.used = len(notes)
+        return self._fit_notes(request, notes, budget, report, level=1)
+
+    def _map_reduce(self, request: Request, budget: int, report: LongContextReport) -> Request:
+        started = time.perf_counter()
+        size = self._step_size(request, _map_task(request.instruction), budget)
+        chunks = self.chunks(request.documents, size, self._config.overlap)
+        report.stage_seconds["chunk"] = time.perf_counter() - started
+        report.chunks = report.used = len(chunks)
+        notes = self._map(request, chunks, report, level=1)
+        return self._fit_notes(request, notes, budget, report, level=1)
+
+    def _map(self, request: Request, chunks: list[Chunk], report: LongContextReport, level: int) -> list[Document]:
+        task = _map_task(request.instruction)
+        started = time.perf_counter()
+        notes = []
+        for k, chunk in enumerate(chunks):
+            self._progress(f"map (level {level})", k, len(chunks))
+            notes.append(Document(chunk.where, self._note(task, chunk, request.system)))
+            report.model_calls += 1
+        self._progress(f"map (level {level})", len(chunks), len(chunks))
+        report.stage_seconds[f"map {level}"] = time.perf_counter() - started
+        return notes
+
+    def _fit_notes(self, request: Request, notes: list[Document], budget: int, report: LongContextReport,
+                   level: int) -> Request:
+        """The final request over the notes; when they are too long, another map level."""
+        total = sum(self.count(n.text) + self._wrapper(n.source) for n in notes)
+        if total <= budget or not notes:
+            return replace(request, documents=tuple(notes))
+        if level >= self._config.max_levels:
+            raise UsageError(f"the notes are still {total:,} tokens after {level} levels",
+                             hint="give a larger --read-tokens or --ctx")
+        joined = "\n\n".join(f"[{n.source}] {n.text}" for n in notes)
+        size = self._step_size(request, _map_task(request.instruction), budget)
+        chunks = chunk_text(joined, "notes", self.count, max_tokens=size, overlap=0)
+        return self._fit_notes(request, self._map(request, chunks, report, level + 1), budget, report, level + 1)
+
+    def _refine(self, request: Request, budget: int, report: LongContextReport) -> Request:
+        # The running answer (up to note_tokens) rides along with every part.
+        size = self._step_size(request, _refine_task(request.instruction, "x"), budget) - self._config.note_tokens
+        chunks = self.chunks(request.documents, max(8, size), self._config.overlap)
+        report.chunks = report.used = len(chunks)
+        started = time.perf_counter()
+        running = ""
+        for k, chunk in enumerate(chunks[:-1]):
+            self._progress("refine", k, len(chunks))
+            running = self._note(_refine_task(request.instruction, running), chunk, request.system)
+            report.model_calls += 1
+        self._progress("refine", len(chunks), len(chunks))
+        report.stage_seconds["refine"] = time.perf_counter() - started
+        last = chunks[-1]
+        documents = [Document(last.where, last.text)]
+        if running:
+            documents.insert(0, Document("the answer so far, from the earlier parts", running))
+        return replace(request, documents=tuple(documents))
+
+
+def _as_documents(chunks: list[Chunk], picked: list[int]) -> list[Document]:
+    """Picked chunks in document order; neighbours from one source are merged (their overlap once)."""
+    docs: list[Document] = []
+    prev: Chunk | None = None
+    for i in picked:
+        chunk = chunks[i]
+        if prev is not None and prev.source == chunk.source and chunk.start <= prev.end:
+            merged_text = prev.text + chunk.text[prev.end - chunk.start:]
+            prev = Chunk(prev.source, merged_text, prev.first_line, chunk.last_line, prev.start, chunk.end,
+                         prev.n_tokens + chunk.n_tokens)
+            docs[-1] = Document(prev.where, prev.text)
+            continue
+        prev = chunk
+        docs.append(Document(chunk.where, chunk.text))
+    return docs
+
+
+def bm25_scores(texts: Sequence[str], query: str) -> list[float]:
+    """BM25 score of each text against ``query`` (bm25s, English stop words removed)."""
+    import bm25s
+
+    corpus = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
+    retriever = bm25s.BM25()
+    retriever.index(corpus, show_progress=False)
+    words = bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]
+    if not words:
+        return [0.0] * len(texts)
+    return [float(s) for s in retriever.get_scores(list(words))]
+
+
+@dataclass(frozen=True)
+class Turn:
+    user: str
+    assistant: str
+
+
+@dataclass(frozen=True)
+class ConversationWindow:
+    """What of a conversation is sent: the latest turns that fit, and a summary of the rest."""
+
+    turns: tuple[Turn, ...]
+    summary: str | None  # of the dropped turns, oldest first
+    dropped: int
+
+
+def slide_conversation(turns: Sequence[Turn], *, budget: int, count: Callable[[str], int],
+                       summarize: Callable[[str, str | None], str]) -> ConversationWindow:
+    """The conversation-level sliding window. The caller keeps the system prompt and
+    few-shot examples (the attention sink) outside ``budget``; here the latest turns
+    are kept whole, newest first, while they fit, and the older ones are replaced by a
+    running summary: ``summarize(dropped_text, previous_summary)``. The summary's own
+    tokens count against the budget, so the latest turn may be all that is kept."""
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(turns):
+        cost = count(turn.user) + count(turn.assistant)
+        if kept and used + cost > budget:
+            break
+        kept.append(turn)
+        used += cost
+    kept.reverse()
+    dropped = list(turns[: len(turns) - len(kept)])
+    if not dropped:
+        return ConversationWindow(tuple(kept), None, 0)
+    text = "\n".join(f"User: {t.user}\nAssistant: {t.assistant}" for t in dropped)
+    summary = summarize(text, None)
+    # Make room for the summary by dropping more of the oldest kept turns (never the last one).
+    while len(kept) > 1 and used + count(summary) > budget:
+        first = kept.pop(0)
+        used -= count(first.user) + count(first.assistant)
+        summary = summarize(f"User: {first.user}\nAssistant: {first.assistant}", summary)
+        dropped.append(first)
+    return ConversationWindow(tuple(kept), summary, len(dropped))

@@ -1,0 +1,243 @@
+"""Long documents: chunking, strategy choice, no window errors, context shift, real needles."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+from conftest import run_askgpt
+from fakes import ScriptedEngine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from askgpt.runtime.ask import GenerationConfig
+from askgpt.runtime.chunking import chunk_text
+from askgpt.runtime.errors import ContextOverflowError
+from askgpt.runtime.longdoc import (
+    LongContext,
+    LongContextConfig,
+    Strategy,
+    Turn,
+    bm25_scores,
+    is_whole_input_task,
+    slide_conversation,
+)
+from askgpt.runtime.prompt import Document, Request
+
+
+def word_count(text: str) -> int:
+    return len(text.split()) + text.count("\n")
+
+
+TEXTS = st.lists(
+    st.one_of(st.text(alphabet="abc xyz.!?é😀", min_size=0, max_size=80), st.just(""), st.just("word " * 60)),
+    min_size=1, max_size=40,
+).map("\n".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(TEXTS, st.integers(8, 60), st.integers(0, 30))
+def test_chunks_cover_every_character_stay_in_budget_and_overlap(text: str, budget: int, overlap: int) -> None:
+    chunks = chunk_text(text, "doc", word_count, max_tokens=budget, overlap=overlap)
+    covered = [False] * len(text)
+    for c in chunks:
+        assert text[c.start:c.end] == c.text
+        assert c.n_tokens == word_count(c.text) <= budget
+        assert c.first_line == text[:c.start].count("\n") + 1
+        for i in range(c.start, c.end):
+            covered[i] = True
+    assert all(covered)
+    starts = [c.start for c in chunks]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)  # always moving forward
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert b.start <= a.end  # no gap
+        if overlap == 0:
+            assert b.start == a.end
+
+
+def test_cuts_prefer_paragraph_breaks() -> None:
+    paragraphs = ["\n".join(f"sentence {p}.{i} goes here" for i in range(6)) for p in range(6)]
+    text = "\n\n".join(paragraphs)
+    chunks = chunk_text(text, "doc", word_count, max_tokens=40, overlap=0)
+    assert len(chunks) > 2
+    for c in chunks[:-1]:
+        following = text[c.end:c.end + 1]
+        assert c.text.endswith("\n") and (following == "\n" or c.text.endswith("\n\n")), repr(c.text[-20:])
+
+
+def test_whole_input_instructions_are_told_from_questions() -> None:
+    for text in ("Summarize this", "list all the errors", "give me a TL;DR", "What are the key points?"):
+        assert is_whole_input_task(text), text
+    for text in ("Who betrayed the captain?", "What is the secret code?", "When does the store open?"):
+        assert not is_whole_input_task(text), text
+
+
+def test_bm25_ranks_the_matching_chunk_first() -> None:
+    texts = ["the weather was mild", "the vault code is 4417 and the key is blue", "markets sell bread"]
+    scores = bm25_scores(texts, "What is the vault code?")
+    assert max(range(3), key=lambda i: scores[i]) == 1
+    assert bm25_scores(texts, "zebra giraffe") == [0.0, 0.0, 0.0]
+
+
+def scripted(n_ctx: int = 512) -> ScriptedEngine:
+    return ScriptedEngine(answer="note", n_ctx=n_ctx)
+
+
+@pytest.mark.parametrize("size, question, expected", [
+    (50, "What is the code?", Strategy.STUFF),
+    (3000, "What is the code?", Strategy.RETRIEVE),
+    (3000, "Summarize this.", Strategy.MAP_REDUCE),
+])
+def test_auto_strategy_choice(size: int, question: str, expected: Strategy) -> None:
+    engine = scripted(4096)
+    lc = LongContext(engine, LongContextConfig(read_tokens=256))
+    request = Request(question, documents=(Document("doc", "x" * size),))
+    strategy, reason, doc_tokens, _ = lc.plan(request, GenerationConfig(64))
+    assert strategy is expected and reason and size < doc_tokens < size + 60  # text plus its delimiters
+
+
+@pytest.mark.parametrize("strategy", [Strategy.AUTO, Strategy.RETRIEVE, Strategy.MAP_REDUCE, Strategy.REFINE])
+def test_no_window_error_for_any_length_around_the_window(strategy: Strategy) -> None:
+    # One-byte tokens: the sweep crosses the window (512) from well below to far above.
+    for size in (100, 300, 480, 500, 512, 530, 700, 1500, 5000):
+        engine = scripted(512)
+        text = "\n".join(f"line {i} about the code" for i in range(size // 23 + 1))[:size]
+        request = Request("What is the code?", documents=(Document("doc", text),))
+        answer, report = LongContext(engine, LongContextConfig(strategy=strategy, read_tokens=128)).answer(
+            request, GenerationConfig(64))
+        assert answer.text() == "note"
+        assert all(len(p) <= 512 - 32 for p in engine.prompts)  # every call fitted with room to answer
+
+
+def test_stuff_that_does_not_fit_is_refused_not_cut() -> None:
+    engine = scripted(512)
+    request = Request("What?", documents=(Document("doc", "y" * 2000),))
+    with pytest.raises(ContextOverflowError):
+        LongContext(engine, LongContextConfig(strategy=Strategy.STUFF)).answer(request, GenerationConfig(64))
+
+
+def test_map_calls_share_their_prefix_so_the_engine_can_reuse_it() -> None:
+    engine = scripted(4096)
+    text = "\n\n".join(f"paragraph {i} " + "words " * 40 for i in range(30))
+    LongContext(engine, LongContextConfig(strategy=Strategy.MAP_REDUCE, read_tokens=300)).answer(
+        Request("Summarize the text.", documents=(Document("doc", text),)), GenerationConfig(32))
+    maps = engine.prompts[:-1]
+    assert len(maps) > 3
+    common = min(len(p) for p in maps)
+    for i, chars in enumerate(zip(*maps, strict=False)):
+        if len(set(chars)) > 1:
+            common = i
+            break
+    assert "Summarize the text." in maps[0][:common]  # the instruction is in the shared prefix, before the chunk
+
+
+def test_conversation_window_keeps_latest_turns_and_summarises_the_rest() -> None:
+    turns = [Turn(f"question {i} " + "x " * 10, f"answer {i} " + "y " * 10) for i in range(10)]
+    calls: list[tuple[str, str | None]] = []
+
+    def summarize(text: str, previous: str | None) -> str:
+        calls.append((text, previous))
+        return "summary of " + ", ".join(re.findall(r"question \d+", text))
+
+    window = slide_conversation(turns, budget=80, count=word_count, summarize=summarize)
+    assert window.turns[-1] == turns[-1] and window.dropped == 10 - len(window.turns)
+    assert window.turns == tuple(turns[window.dropped:])
+    assert window.summary is not None and "question 0" in calls[0][0]
+    total = sum(word_count(t.user) + word_count(t.assistant) for t in window.turns) + word_count(window.summary)
+    assert total <= 80
+    whole = slide_conversation(turns[:2], budget=1000, count=word_count, summarize=summarize)
+    assert whole.summary is None and whole.turns == tuple(turns[:2])
+
+
+# --- the real model -----------------------------------------------------------------------------------
+
+FILLER = ("the river town market morning people walked slowly along old stone bridge while merchants "
+          "called out prices for bread fish cloth and spices").split()
+
+
+def haystack(n_paragraphs: int, needle: str, depth: float, seed: int) -> str:
+    rng = random.Random(seed)
+    paras = [" ".join(rng.choice(FILLER) for _ in range(rng.randint(30, 60))).capitalize() + "."
+             for _ in range(n_paragraphs)]
+    paras.insert(int(depth * n_paragraphs), needle)
+    return "\n\n".join(paras)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("depth", [0.0, 0.5, 1.0])
+def test_needle_far_past_the_window_is_found(tmp_path: Path, depth: float) -> None:
+    doc = tmp_path / "hay.txt"
+    doc.write_text(haystack(300, "The secret code for the vault is 4417.", depth, seed=int(depth * 10)))
+    result = run_askgpt(["-t", "0", "--ctx", "2048", "-f", str(doc), "What is the secret code for the vault?"])
+    assert result.returncode == 0, result.stderr
+    assert "4417" in result.stdout.decode()
+    err = result.stderr.decode()
+    assert re.search(r"document: [\d,]+ tokens, window 2,048 -> retrieval over \d+ chunks, \d+ used", err), err
+
+
+@pytest.mark.model
+def test_several_large_files_and_stdin_together(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text(haystack(120, "The meeting room is number 12.", 0.3, seed=1))
+    second.write_text(haystack(120, "The captain was betrayed by the cook named Silas.", 0.6, seed=2))
+    piped = haystack(120, "The ferry leaves at noon.", 0.5, seed=3).encode()
+    result = run_askgpt(["-t", "0", "--stats", "-f", str(first), "-f", str(second), "Who betrayed the captain?"],
+                        input=piped)
+    assert result.returncode == 0, result.stderr
+    assert "Silas" in result.stdout.decode()
+    assert b"long context: retrieve" in result.stderr
+
+
+@pytest.mark.model
+def test_a_long_answer_continues_past_the_window_by_context_shift(real_engine) -> None:  # type: ignore[no-untyped-def]
+    from askgpt.runtime.ask import Answer, PreparedPrompt, StopReason
+    from askgpt.runtime.chat import format_prompt
+    from askgpt.runtime.engine import EngineConfig
+    from askgpt.runtime.llama_engine import load_llama_engine
+    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.sampling import SamplingConfig
+
+    engine = load_llama_engine(builtin_model(), EngineConfig(n_ctx=256))
+    try:
+        # A repeated sentence in the answer makes the model go on for certain (see test_real_model).
+        text = format_prompt(engine.info, Request("Repeat the sentence forever.")).text + \
+            " ".join(["The cat sat on the mat."] * 8)
+        prompt = PreparedPrompt.from_tokens(text, tuple(engine.tokenize(text)))
+        assert prompt.n_tokens < 128
+        answer = Answer(engine, prompt, GenerationConfig(600, SamplingConfig(temperature=0, repeat_penalty=1.0,
+                                                                             loop_guard=None)))
+        out = answer.text()
+        assert answer.stats is not None and answer.stats.stop_reason is StopReason.LENGTH
+        assert answer.stats.generated_tokens == 600 > engine.info.n_ctx  # far past the 256-token window
+        assert engine.context_shifts >= 2
+        assert out.count("The cat sat on the mat.") > 40  # still coherent after the shifts
+    finally:
+        engine.close()
+
+
+@pytest.mark.model
+def test_cli_long_answer_in_a_small_window_exits_0() -> None:
+    result = run_askgpt(["--ctx", "256", "-n", "400", "-t", "0", "Write a long story about a lighthouse keeper."])
+    assert result.returncode == 0, result.stderr
+    assert b"error" not in result.stderr
+
+
+@pytest.mark.model
+def test_a_find_all_instruction_works_through_every_part(tmp_path: Path) -> None:
+    facts = ["The bakery opens at 7.", "The museum is closed on Monday.", "The bridge was built in 1850."]
+    rng = random.Random(5)
+    parts = []
+    for fact in facts:
+        parts.append(haystack(8, fact, rng.random(), seed=rng.randint(0, 99)))
+    doc = tmp_path / "town.txt"
+    doc.write_text("\n\n".join(parts))
+    result = run_askgpt(["-t", "0", "-n", "200", "--read-tokens", "400", "--stats", "-f", str(doc),
+                         "List all the facts about opening times, closing days and dates."])
+    assert result.returncode == 0, result.stderr
+    stats = re.search(rb"long context: map-reduce, [\d,]+ document tokens, (\d+) chunks, \d+ used, (\d+) model calls",
+                      result.stderr)
+    assert stats is not None, result.stderr
+    chunks, calls = int(stats.group(1)), int(stats.group(2))
+    assert chunks >= 2 and calls >= chunks + 1  # a map call per part, then the answer
