@@ -266,6 +266,85 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 typer.echo(f"{ref.name}\t{size_mb:.0f} MB\t{ref.path}{tag}")
             messages.warn(f"add models by putting NAME.gguf in {settings.paths.models_dir}")
 
+    convert_app = typer.Typer(help="Convert and quantize models, and measure what quantization cost.",
+                              no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(convert_app, name="convert")
+
+    @convert_app.command("types")
+    def convert_types() -> None:
+        """The output types, with bits per weight."""
+        from .convert import run_types
+
+        run_types()
+
+    @convert_app.command("quantize")
+    def convert_quantize(
+        source: Annotated[str, typer.Argument(metavar="SOURCE.gguf", help="The GGUF to quantize.")],
+        output: Annotated[str, typer.Argument(metavar="OUTPUT.gguf", help="Where to write the result.")],
+        out_type: Annotated[str, typer.Option("--type", metavar="TYPE",
+                                              help="Output type, e.g. Q4_K_M (see `askgpt convert types`).")]
+        = "Q4_K_M",
+        force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+    ) -> None:
+        """Quantize a GGUF with llama.cpp's quantizer; the output appears only when complete and checked."""
+        from .convert import run_quantize
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            run_quantize(source, output, out_type, force=force, messages=messages)
+
+    @convert_app.command("report")
+    def convert_report(
+        model: Annotated[str, typer.Argument(metavar="MODEL.gguf", help="The model to measure.")],
+        reference: Annotated[str, typer.Option("--reference", metavar="REF.gguf",
+                                               help="The model it was made from (e.g. the F16 or F32 file).")],
+        text: Annotated[str | None, typer.Option("--text", metavar="FILE",
+                                                 help="Text to score on [default: askgpt's reference text].",
+                                                 show_default=False)] = None,
+        ctx: Annotated[int, typer.Option("--ctx", min=16, metavar="N", help="Window size in tokens.")] = 512,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+    ) -> None:
+        """Perplexity, KL divergence and top-1 agreement of MODEL against its reference."""
+        from .convert import run_report
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            run_report(model, reference, text=text, ctx=ctx, as_json=as_json,
+                       engine_factory=engine_factory or _default_engine_factory(), messages=messages)
+
+    bench_app = typer.Typer(help="Measure askgpt on this machine.", no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(bench_app, name="bench")
+
+    @bench_app.command("needle")
+    def bench_needle(
+        model: Annotated[str | None, typer.Option("-m", "--model", metavar="NAME|PATH",
+                                                  help="Model to measure [default: as for ask].")] = None,
+        sizes: Annotated[str, typer.Option("--sizes", metavar="LIST",
+                                           help="Input sizes in tokens (k = 1,000).")] = "2k,8k,32k,128k",
+        depths: Annotated[str, typer.Option("--depths", metavar="LIST",
+                                            help="Needle depths in %.")] = "0,10,20,30,40,50,60,70,80,90,100",
+        seeds: Annotated[int, typer.Option("--seeds", min=1, help="Haystacks per cell.")] = 2,
+        fillers: Annotated[str, typer.Option("--filler", metavar="LIST",
+                                             help="synthetic and/or prose (the stdlib's docstrings).")]
+        = "synthetic,prose",
+        ctx: Annotated[int, typer.Option("--ctx", min=256, metavar="N", help="Context size.")] = 4096,
+        read_tokens: Annotated[int, typer.Option("--read-tokens", metavar="N",
+                                                 help="As for ask.")] = 1024,
+        as_json: Annotated[bool, typer.Option("--json", help="Print every cell as JSON.")] = False,
+        plot: Annotated[str | None, typer.Option("--plot", metavar="PNG",
+                                                 help="Draw the grid as a heatmap (needs matplotlib).")] = None,
+    ) -> None:
+        """Needle in a haystack: recall of a planted fact by input size and depth, through --strategy auto."""
+        from .bench import run_needle_command
+
+        messages = Messages(sys.stderr, quiet=False)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            run_needle_command(model=model, sizes=sizes, depths=depths, seeds=seeds, fillers=fillers, ctx=ctx,
+                               read_tokens=read_tokens, as_json=as_json, plot=plot,
+                               engine_factory=engine_factory or _default_engine_factory(), messages=messages)
+
     return app
 
 

@@ -44,29 +44,43 @@ class _Unit:
     paragraph_end: bool  # a blank line follows: the best place to cut
 
 
-def _pieces(text: str, start: int, end: int, count: CountTokens, limit: int) -> Iterator[tuple[int, int]]:
-    """Split text[start:end] into pieces of at most ``limit`` tokens: at sentence ends
-    where possible, else at spaces, else anywhere (a long run with no space)."""
+def _bounds(text: str, start: int, end: int, level: int) -> list[int]:
+    """Candidate cut points inside text[start:end]: sentence ends (level 0), spaces (1),
+    or every character (2: a run with no space at all)."""
+    if level == 0:
+        return [m.end() for m in _SENTENCE_END.finditer(text, start, end) if start < m.end() < end]
+    if level == 1:
+        return [i + 1 for i in range(start, end - 1) if text[i] == " "]
+    return list(range(start + 1, end))
+
+
+def _pieces(text: str, start: int, end: int, count: CountTokens, limit: int,
+            level: int = 0) -> Iterator[tuple[int, int]]:
+    """Split text[start:end] into pieces of at most ``limit`` tokens, cutting at the
+    coarsest kind of boundary that works: sentence ends, else spaces, else characters."""
     if count(text[start:end]) <= limit:
         yield start, end
         return
-    cuts = [start + m.end() for m in _SENTENCE_END.finditer(text, start, end)]
-    if not cuts:
-        cuts = [i + 1 for i in range(start, end) if text[i] == " "]
-    if not cuts:  # no space at all: halve by characters
-        mid = (start + end) // 2
-        yield from _pieces(text, start, mid, count, limit)
-        yield from _pieces(text, mid, end, count, limit)
+    bounds = _bounds(text, start, end, level)
+    if not bounds:
+        yield from _pieces(text, start, end, count, limit, level + 1)
         return
-    bounds = [start, *[c for c in cuts if start < c < end], end]
-    piece_start = start
-    prev = start
-    for b in bounds[1:]:
-        if count(text[piece_start:b]) > limit and prev > piece_start:
-            yield from _pieces(text, piece_start, prev, count, limit)
-            piece_start = prev
+    piece_start, prev, running = start, start, 0
+    for b in [*bounds, end]:
+        seg = count(text[prev:b])
+        if running + seg > limit and prev > piece_start:
+            # Close the piece at the previous bound (checked: seams can merge tokens).
+            if count(text[piece_start:prev]) <= limit:
+                yield piece_start, prev
+            else:
+                yield from _pieces(text, piece_start, prev, count, limit, level + 1)
+            piece_start, running = prev, 0
+        running += seg
         prev = b
-    yield from _pieces(text, piece_start, end, count, limit) if piece_start < end else iter(())
+    if count(text[piece_start:end]) <= limit:
+        yield piece_start, end
+    else:  # one segment alone is over the limit: cut it at finer boundaries
+        yield from _pieces(text, piece_start, end, count, limit, min(level + 1, 2))
 
 
 def _units(text: str, count: CountTokens, limit: int) -> list[_Unit]:

@@ -33,6 +33,9 @@ class EngineConfig:
     # Receives llama.cpp's own log lines (for --debug); None drops them, so
     # stderr carries only askgpt's messages.
     native_log: Callable[[str], None] | None = None
+    # Keep the logits of every prompt position (perplexity and KL in convert report), not
+    # only the last one; costs n_ctx x n_vocab floats.
+    all_logits: bool = False
 
 
 @dataclass(frozen=True)

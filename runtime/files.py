@@ -26,6 +26,7 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -51,11 +52,19 @@ def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _default_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -106,6 +106,7 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
             n_threads=threads,
             n_threads_batch=threads,
             last_n_tokens_size=config.repeat_last_n,
+            logits_all=config.all_logits,
             # verbose=False redirects fd 2 to /dev/null during the load, which would
             # swallow the lines --debug asks for; otherwise the router drops them.
             verbose=config.native_log is not None,
@@ -282,3 +283,43 @@ class LlamaEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def quantize_gguf(src: Path, dst: Path, ftype: int, *, threads: int = 0) -> None:
+    """llama.cpp's own quantizer (``llama_model_quantize``), in-process: ``src`` to ``dst``
+    as ``ftype`` (a LLAMA_FTYPE_* value). ``dst`` is written directly; callers write to a
+    temporary path and rename (convert/quantize.py). Already-quantized input is allowed
+    (it is dequantized first). Raises `ModelLoadError` with llama.cpp's reason."""
+    import llama_cpp
+
+    _native_log.sink = None
+    _native_log.errors.clear()
+    _native_log.install(llama_cpp)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads
+    params.allow_requantize = True
+    status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if status != 0:
+        raise ModelLoadError(f"llama.cpp could not quantize {src.name}: {_native_log.first_error() or status}")
+
+
+def sequence_logprobs(engine: LlamaEngine, tokens: Sequence[int]) -> Any:
+    """Log-probabilities of the next token at every position of ``tokens``, shape
+    (len(tokens), n_vocab): for perplexity and KL divergence (convert report). The
+    engine must have been loaded with ``EngineConfig(all_logits=True)``."""
+    import numpy as np
+
+    llm = engine._llm
+    if not llm._logits_all:
+        raise InferenceError("sequence_logprobs needs an engine loaded with all_logits=True")
+    llm.reset()
+    llm._ctx.kv_cache_clear()
+    try:
+        llm.eval(list(tokens))
+    except RuntimeError as exc:
+        raise InferenceError(f"llama.cpp failed to evaluate the text: {exc}") from exc
+    logits = np.array(llm.scores[: len(tokens)], dtype=np.float64)
+    llm.reset()  # the cache now holds this text, not a prompt: never reuse it as a prefix
+    logits -= logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))

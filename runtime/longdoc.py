@@ -127,6 +127,7 @@ class LongContext:
         self._engine = engine
         self._config = config
         self._progress = progress or (lambda stage, done, total: None)
+        self.last_request: Request | None = None
 
     # --- measuring ----------------------------------------------------------------------------------
 
@@ -194,6 +195,7 @@ class LongContext:
             final = self._refine(request, budget, report)
         report.stage_seconds["prepare"] = time.perf_counter() - started
         report.model_calls += 1
+        self.last_request = final  # what the model reads for the answer (for benchmarks and --debug)
         return ask(self._engine, final, config), report
 
     def chunks(self, documents: Sequence[Document], max_tokens: int, overlap: int) -> list[Chunk]:

@@ -32,7 +32,8 @@ def word_count(text: str) -> int:
 
 
 TEXTS = st.lists(
-    st.one_of(st.text(alphabet="abc xyz.!?é😀", min_size=0, max_size=80), st.just(""), st.just("word " * 60)),
+    st.one_of(st.text(alphabet="abc xyz.!?é😀", min_size=0, max_size=80), st.just(""), st.just("word " * 60),
+              st.just("x" * 300), st.just("One sentence here. " * 40)),
     min_size=1, max_size=40,
 ).map("\n".join)
 
@@ -241,3 +242,25 @@ def test_a_find_all_instruction_works_through_every_part(tmp_path: Path) -> None
     assert stats is not None, result.stderr
     chunks, calls = int(stats.group(1)), int(stats.group(2))
     assert chunks >= 2 and calls >= chunks + 1  # a map call per part, then the answer
+
+
+@pytest.mark.model
+def test_bench_needle_prints_the_grid_and_json(tmp_path: Path) -> None:
+    import json
+
+    args = ["bench", "needle", "--sizes", "1k,3k", "--depths", "0,100", "--seeds", "1", "--ctx", "2048"]
+    grid = run_askgpt([*args, "--filler", "synthetic"], timeout=300)
+    assert grid.returncode == 0, grid.stderr
+    text = grid.stdout.decode()
+    assert "filler: synthetic" in text and re.search(r"^\s+1000\s+\d+\s+\d+", text, re.M), text
+    assert "peak RSS" in text
+    data = json.loads(run_askgpt([*args, "--filler", "prose", "--json"], timeout=300).stdout)
+    cells = data["cells"]
+    assert len(cells) == 4 and {c["size"] for c in cells} == {1000, 3000}
+    assert {c["strategy"] for c in cells if c["size"] == 3000} == {"retrieve"}  # past the 1,024 reading budget
+    assert all(c["tokens"] >= c["size"] for c in cells) and data["peak_rss_mb"] > 0
+
+
+def test_bench_needle_rejects_bad_lists() -> None:
+    result = run_askgpt(["bench", "needle", "--depths", "0,150"])
+    assert result.returncode == 2 and b"between 0 and 100" in result.stderr

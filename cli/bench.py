@@ -1,0 +1,64 @@
+"""The `bench` commands' glue: parse the lists, run the measurement, print it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from askgpt.runtime.engine import EngineConfig, EngineFactory
+from askgpt.runtime.errors import UsageError
+from askgpt.runtime.longdoc import LongContextConfig
+from askgpt.runtime.models import resolve_model
+from askgpt.runtime.settings import load_settings
+
+from .render import Messages
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        return [int(float(p[:-1]) * 1000) if p.lower().endswith("k") else int(p)
+                for p in (x.strip() for x in text.split(",")) if p]
+    except ValueError:
+        raise UsageError(f"--sizes must be numbers like 2k,8000, not {text!r}") from None
+
+
+def parse_depths(text: str) -> list[float]:
+    try:
+        depths = [float(p) / 100 for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UsageError(f"--depths must be percentages like 0,50,100, not {text!r}") from None
+    if not depths or any(not 0 <= d <= 1 for d in depths):
+        raise UsageError("--depths must lie between 0 and 100")
+    return depths
+
+
+def run_needle_command(*, model: str | None, sizes: str, depths: str, seeds: int, fillers: str, ctx: int,
+                       read_tokens: int, as_json: bool, plot: str | None, engine_factory: EngineFactory,
+                       messages: Messages) -> None:
+    from askgpt.runtime.needle import format_grid, plot_grid, run_needle
+
+    size_list, depth_list = parse_sizes(sizes), parse_depths(depths)
+    filler_list = [f.strip() for f in fillers.split(",") if f.strip()]
+    if not filler_list or set(filler_list) - {"synthetic", "prose"}:
+        raise UsageError("--filler takes synthetic and/or prose")
+    settings = load_settings(os.environ)
+    ref = resolve_model(model or settings.defaults.model, settings.paths.models_dir)
+    engine = engine_factory(ref, EngineConfig(n_ctx=ctx))
+    try:
+        with messages.progress() as progress:
+            result = run_needle(engine, sizes=size_list, depths=depth_list, seeds=seeds, fillers=filler_list,
+                                config=LongContextConfig(read_tokens=read_tokens),
+                                progress=lambda done, total: progress("needle", done, total))
+    finally:
+        engine.close()
+    if as_json:
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_grid(result, size_list, depth_list, filler_list))
+    if plot:
+        try:
+            plot_grid(result, size_list, depth_list, filler_list, plot)
+        except ImportError:
+            raise UsageError("--plot needs matplotlib", hint='pip install "askgpt[plot]"') from None

@@ -1,0 +1,65 @@
+"""The `convert` commands' glue: parse, call askgpt.convert, print the summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from askgpt.runtime.engine import EngineConfig, EngineFactory
+from askgpt.runtime.models import ModelRef
+
+from .render import Messages
+
+
+def run_types() -> None:
+    from askgpt.convert.types import TYPES
+
+    print(f"{'type':8s} {'bits/weight':>11s}  note")
+    for t in TYPES:
+        print(f"{t.name:8s} {t.bits:11.2f}  {t.note}")
+
+
+def run_quantize(src: str, dst: str, type_name: str, *, force: bool, messages: Messages) -> None:
+    from askgpt.convert.quantize import quantize
+    from askgpt.convert.types import output_type
+    from askgpt.runtime.llama_engine import quantize_gguf
+
+    out_type = output_type(type_name)
+    threads = os.cpu_count() or 1
+    with messages.status(f"Quantizing to {out_type.name}…"):
+        summary = quantize(Path(src).expanduser(), Path(dst), out_type,
+                           lambda a, b, ftype: quantize_gguf(a, b, ftype, threads=threads), force=force)
+    for line in summary.lines():
+        messages.line(line)
+
+
+def run_report(model: str, reference: str, *, text: str | None, ctx: int, as_json: bool,
+               engine_factory: EngineFactory, messages: Messages) -> None:
+    from askgpt.convert.gguf_file import read_summary
+    from askgpt.convert.report import check_same_vocabulary, compare, read_text
+    from askgpt.runtime.llama_engine import sequence_logprobs
+
+    model_path, ref_path = Path(model).expanduser(), Path(reference).expanduser()
+    read_summary(model_path)
+    read_summary(ref_path)
+    check_same_vocabulary(model_path, ref_path)
+    content = read_text(text)
+    config = EngineConfig(n_ctx=ctx, all_logits=True)
+    engines = [engine_factory(ModelRef(p.stem, p), config) for p in (model_path, ref_path)]
+    try:
+        tokens = engines[1].tokenize(content, add_bos=engines[1].info.add_bos, special=False)
+        with messages.progress() as progress:
+            report = compare(
+                tokens, lambda t: sequence_logprobs(engines[0], t), lambda t: sequence_logprobs(engines[1], t),
+                window=engines[1].info.n_ctx, model_name=model_path.name, reference_name=ref_path.name,
+                progress=lambda done, total: progress("scoring windows", done, total))
+    finally:
+        for engine in engines:
+            engine.close()
+    if as_json:
+        json.dump(report.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(report.lines()))
