@@ -367,7 +367,8 @@ def test_without_ocr_installed_auto_mode_uses_the_classifier_and_says_so(tmp_pat
 def test_an_image_too_big_for_the_context_is_refused_not_cut(tmp_path: Path) -> None:
     path = tmp_path / "scan.png"
     receipt().image.save(path)
-    result = run_askgpt(["--ctx", "256", "-n", "128", "What is the total due?", "-i", str(path)])
+    # Two copies of the receipt: its text blocks alone are more than the 128 tokens left.
+    result = run_askgpt(["--ctx", "256", "-n", "128", "What is the total due?", "-i", str(path), "-i", str(path)])
     assert result.returncode == 1, result.stderr
     err = result.stderr.decode()
     assert "only 128 fit (context 256 tokens, 128 kept for the answer)" in err and "Traceback" not in err
