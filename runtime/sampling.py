@@ -39,7 +39,7 @@ class SamplingConfig:
     top_p: float = 0.95
     min_p: float = 0.05
     # > 1 penalises tokens seen in the last `repeat_last_n` tokens (set on the engine).
-    repeat_penalty: float = 1.1
+    repeat_penalty: float = 1.05
     seed: int | None = None
     loop_guard: LoopGuard | None = field(default_factory=LoopGuard)
 

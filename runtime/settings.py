@@ -56,7 +56,7 @@ class Defaults:
     ctx: int = 4096
     max_tokens: int = 512
     temperature: float = 0.2
-    repeat_penalty: float = 1.1
+    repeat_penalty: float = 1.05
     system: str | None = None
 
 

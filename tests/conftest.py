@@ -35,6 +35,17 @@ def real_engine() -> Iterator[object]:
     engine.close()
 
 
+def builtin_without(key: str, folder: Path) -> Path:
+    """The built-in model with one metadata key removed, written by gguf's own tool."""
+    out = folder / f"smollm2-without-{key.replace('.', '-')}.gguf"
+    subprocess.run(
+        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--remove-metadata", key,
+         str(builtin_model().path), str(out), "--force"],
+        check=True, capture_output=True, timeout=300,
+    )
+    return out
+
+
 def run_askgpt(args: list[str], *, input: bytes | None = b"", env: dict[str, str] | None = None,
                timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     """Run the installed CLI as a user would (a real process, real stdin/stdout pipes)."""

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_askgpt
+from conftest import builtin_without, run_askgpt
 
 from askgpt.runtime.engine import EngineConfig
 from askgpt.runtime.errors import ModelLoadError
@@ -36,13 +34,7 @@ def test_a_warning_at_context_creation_stays_off_stderr() -> None:
 @pytest.fixture(scope="module")
 def model_without_pretokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in model without `tokenizer.ggml.pre`: llama.cpp warns while loading it."""
-    out = tmp_path_factory.mktemp("models") / "smollm2-no-pre.gguf"
-    subprocess.run(
-        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--remove-metadata", "tokenizer.ggml.pre",
-         str(builtin_model().path), str(out), "--force"],
-        check=True, capture_output=True, timeout=300,
-    )
-    return out
+    return builtin_without("tokenizer.ggml.pre", tmp_path_factory.mktemp("models"))
 
 
 def test_load_warnings_show_only_with_debug(model_without_pretokenizer: Path) -> None:

@@ -15,12 +15,11 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO, run_askgpt
+from conftest import ASKGPT_BIN, REPO, builtin_without, run_askgpt
 
 from askgpt.cli.ask import DEFAULT_SYSTEM
 from askgpt.runtime.ask import Answer, GenerationConfig, PreparedPrompt, Stats, StopReason, ask, prepare
@@ -284,14 +283,8 @@ def test_reader_closing_the_pipe_ends_quietly() -> None:
 
 @pytest.fixture(scope="module")
 def templateless_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The built-in model with its chat template removed, written by gguf's own tool."""
-    out = tmp_path_factory.mktemp("models") / "smollm2-no-template.gguf"
-    subprocess.run(
-        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--remove-metadata", "tokenizer.chat_template",
-         str(builtin_model().path), str(out), "--force"],
-        check=True, capture_output=True, timeout=300,
-    )
-    return out
+    """The built-in model with its chat template removed."""
+    return builtin_without("tokenizer.chat_template", tmp_path_factory.mktemp("models"))
 
 
 def test_model_without_template_gets_a_plain_prompt_and_stops_at_the_next_example(
