@@ -28,6 +28,7 @@ from .torch_pickle import load_legacy_state_dict
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
 CLASSES_FILE = "imagenet_classes.txt"
 ENCODER_NAME = "mobilenet_v2"
+GRAPH_VERSION = 2  # bump when build_onnx changes the graph, so cached files are rebuilt
 
 
 def data_path(name: str) -> Path:
@@ -55,7 +56,7 @@ def ensure_onnx(cache_dir: Path, *, weights: Path | None = None,
     """The cached ONNX graph for ``weights``, built on first use."""
     weights = weights or data_path(WEIGHTS_FILE)
     digest = weights_identity(weights)
-    path = cache_dir / "vision" / f"{ENCODER_NAME}-{digest[:16]}.onnx"
+    path = cache_dir / "vision" / f"{ENCODER_NAME}-{digest[:16]}-g{GRAPH_VERSION}.onnx"
     if not path.is_file():
         if notify is not None:
             notify("building the image encoder from its weights (once; cached in "

@@ -67,14 +67,14 @@ class _GraphBuilder:
         groups = out_ch if in_per_group == 1 and k == 3 else 1  # depthwise: one input channel per filter
         y = self._name("conv")
         self.nodes.append(self._helper.make_node(
-            "Conv", [x, self.const("w", w), self.const("b", b)], [y],
+            "Conv", [x, self.const("w", w), self.const("b", b)], [y], name=f"{conv}.conv",
             kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups))
         if not relu6:
             return y
         z = self._name("relu6")
         self.nodes.append(self._helper.make_node(
             "Clip", [y, self.const("min", np.array(0.0, np.float32)), self.const("max", np.array(6.0, np.float32))],
-            [z]))
+            [z], name=f"{conv}.relu6"))
         return z
 
     def block(self, x: str, index: int) -> str:
@@ -91,14 +91,16 @@ class _GraphBuilder:
             in_ch, out_ch = self.state[f"{prefix}.0.0.weight"].shape[1], self.state[f"{prefix}.2.weight"].shape[0]
         if stride == 1 and in_ch == out_ch:
             z = self._name("residual")
-            self.nodes.append(self._helper.make_node("Add", [x, y], [z]))
+            self.nodes.append(self._helper.make_node("Add", [x, y], [z], name=f"features.{index}.add"))
             return z
         return y
 
 
 def build_onnx(state: dict[str, np.ndarray]) -> bytes:
     """The serialised ONNX model: input ``pixel_values`` (N, 3, 224, 224), outputs
-    ``logits`` (N, 1000) and ``features`` (N, 1280)."""
+    ``logits`` (N, 1000) and ``features`` (N, 1280). Nodes are named after the
+    torchvision layers they come from (``features.18.0.conv``, ``classifier``), so
+    a quantizer can be told which to leave in fp32."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -107,11 +109,12 @@ def build_onnx(state: dict[str, np.ndarray]) -> bytes:
     for index in range(1, N_BLOCKS + 1):
         x = g.block(x, index)
     x = g.conv_bn(x, "features.18.0", "features.18.1")
-    g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
-    g.nodes.append(helper.make_node("Flatten", ["pooled"], ["features"], axis=1))
+    g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"], name="pool"))
+    g.nodes.append(helper.make_node("Flatten", ["pooled"], ["features"], axis=1, name="flatten"))
     g.nodes.append(helper.make_node(
         "Gemm", ["features", g.const("fc_w", state["classifier.1.weight"].astype(np.float32)),
-                 g.const("fc_b", state["classifier.1.bias"].astype(np.float32))], ["logits"], transB=1))
+                 g.const("fc_b", state["classifier.1.bias"].astype(np.float32))], ["logits"], transB=1,
+        name="classifier"))
     n_classes, n_features = state["classifier.1.weight"].shape
     graph = helper.make_graph(
         g.nodes, "mobilenet_v2",
