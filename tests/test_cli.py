@@ -148,6 +148,9 @@ def test_config_file_and_env_defaults(isolated_home: Path, monkeypatch: pytest.M
         (["-m", "/no/such/model.gguf", "x"], 3, "model file not found"),
         (["-m", "nosuchname", "x"], 3, "no model named 'nosuchname'"),
         (["--strategy", "guess", "x"], 2, "--strategy must be one of"),
+        (["--ocr", "maybe", "-i", "nope.png", "x"], 2, "--ocr must be one of"),
+        (["--image-mode", "pixels", "-i", "nope.png", "x"], 2, "--image-mode must be one of"),
+        (["-i", "/no/such/image.png", "x"], 3, "image not found"),
         (["--read-tokens", "10", "x"], 2, "--read-tokens must be at least 64"),
     ],
 )
