@@ -10,9 +10,7 @@ once, and the temporary file is removed.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from askgpt.runtime.errors import AskgptError, ExitCode
 from askgpt.runtime.files import atomic_write_with
+from askgpt.runtime.system import peak_rss_mb
 
 from .gguf_file import GgufSummary, read_summary
 from .types import OutputType
@@ -53,11 +52,6 @@ class ConvertSummary:
             f"tensor types: {types}",
             f"time: {self.seconds:.1f} s | peak memory: {self.peak_rss_mb:,.0f} MB",
         ]
-
-
-def peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def check_free_space(folder: Path, needed: int) -> None:

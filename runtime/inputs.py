@@ -53,11 +53,6 @@ def load_examples(path: str) -> tuple[Example, ...]:
     return parse_examples(_read_text(path, what="examples file", hint="check the path given to --examples"), path)
 
 
-def collect_request(**kwargs: object) -> Request:
-    """`collect_inputs` for a command line without images."""
-    return collect_inputs(**kwargs).request  # type: ignore[arg-type]
-
-
 def collect_inputs(
     *,
     prompt_words: Sequence[str],

@@ -128,6 +128,7 @@ class LlamaEngine:
 
         self._lib = llama_cpp
         self._llm = llm
+        self.context_shifts = 0  # how often a long answer has shifted the window
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._vocab = vocab
         meta: dict[str, str] = llm.metadata or {}
@@ -152,8 +153,6 @@ class LlamaEngine:
     @property
     def info(self) -> ModelInfo:
         return self._info
-
-    context_shifts = 0  # how often a long answer has shifted the window (per engine)
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))

@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import random
-import resource
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +24,7 @@ from .engine import Engine
 from .longdoc import LongContext, LongContextConfig
 from .prompt import Document, Request
 from .sampling import SamplingConfig
+from .system import peak_rss_mb
 
 CITIES = ["Oslo", "Lima", "Cairo", "Perth", "Quito", "Riga", "Hanoi", "Dakar", "Sofia", "Tunis", "Accra", "Minsk"]
 PLACES = ["archive", "vault", "observatory", "harbour office", "library", "greenhouse"]
@@ -151,8 +150,7 @@ def run_needle(engine: Engine, *, sizes: Sequence[int], depths: Sequence[float],
                     done += 1
                     if progress is not None:
                         progress(done, total)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result.peak_rss_mb = rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    result.peak_rss_mb = peak_rss_mb()
     return result
 
 
@@ -163,8 +161,8 @@ def format_grid(result: NeedleResult, sizes: Sequence[int], depths: Sequence[flo
         lines.append(f"filler: {filler} (recall %, rows: input tokens, columns: depth %)")
         lines.append("tokens  " + " ".join(f"{round(d * 100):>4}" for d in depths) + "   s/100k tokens")
         for size in sizes:
-            cells = " ".join(f"{round(100 * result.recall(filler, size, d)):>4}" for d in depths)
-            lines.append(f"{size:>6}  {cells}   {result.seconds_per_100k(filler, size):8.1f}")
+            row = " ".join(f"{round(100 * result.recall(filler, size, d)):>4}" for d in depths)
+            lines.append(f"{size:>6}  {row}   {result.seconds_per_100k(filler, size):8.1f}")
         lines.append("")
     cells = result.cells
     lines.append(f"answers right: {sum(c.found for c in cells)}/{len(cells)}; needle in what the model read: "

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from askgpt.runtime.chat import FormattedPrompt, TemplateError, format_prompt, render_chat
 from askgpt.runtime.engine import ModelInfo
 from askgpt.runtime.errors import InputNotFoundError, UsageError
-from askgpt.runtime.inputs import collect_request, load_examples
+from askgpt.runtime.inputs import collect_inputs, load_examples
 from askgpt.runtime.prompt import (
     Document,
     Example,
@@ -123,19 +123,20 @@ def test_documents_without_instruction_is_an_error() -> None:
         build_request(prompt="", stdin_text=None, documents=[Document("a", "x")])
 
 
-def test_collect_request_never_reads_a_terminal_stdin() -> None:
+def test_collect_inputs_never_reads_a_terminal_stdin() -> None:
     class Exploding(io.BytesIO):
         def read(self, *a: object) -> bytes:
             raise AssertionError("a terminal stdin must not be read")
 
-    req = collect_request(prompt_words=["hi"], files=[], stdin=Exploding(), stdin_is_terminal=True)
+    req = collect_inputs(prompt_words=["hi"], files=[], stdin=Exploding(), stdin_is_terminal=True).request
     assert req.documents == () and req.instruction == "hi"
     with pytest.raises(UsageError, match="stdin is a terminal"):
-        collect_request(prompt_words=["hi"], files=["-"], stdin=Exploding(), stdin_is_terminal=True)
+        collect_inputs(prompt_words=["hi"], files=["-"], stdin=Exploding(), stdin_is_terminal=True)
 
 
-def test_collect_request_decodes_bad_utf8_with_replacement() -> None:
-    req = collect_request(prompt_words=["fix"], files=[], stdin=io.BytesIO(b"caf\xe9"), stdin_is_terminal=False)
+def test_collect_inputs_decodes_bad_utf8_with_replacement() -> None:
+    req = collect_inputs(prompt_words=["fix"], files=[], stdin=io.BytesIO(b"caf\xe9"),
+                         stdin_is_terminal=False).request
     assert req.documents == (Document("stdin", "caf\ufffd"),)
 
 

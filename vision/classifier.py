@@ -68,9 +68,10 @@ def ensure_onnx(cache_dir: Path, *, weights: Path | None = None,
 class MobileNetClassifier:
     """`ImageEncoder`: ImageNet top-k labels with probabilities, and the pooled feature."""
 
-    def __init__(self, onnx_path: Path, *, threads: int, top_k: int = 5) -> None:
+    def __init__(self, onnx_path: Path, *, threads: int, top_k: int = 5, weights_sha256: str = "") -> None:
         import onnxruntime as ort
 
+        self.weights_sha256 = weights_sha256  # identifies the encoder, e.g. for projector fits
         try:
             self._session = ort.InferenceSession(str(onnx_path), sess_options=session_options(threads),
                                                  providers=["CPUExecutionProvider"])
@@ -134,4 +135,4 @@ def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> None:
 def load_classifier(cache_dir: Path, *, threads: int, notify: Callable[[str], None] | None = None,
                     **kwargs: Any) -> MobileNetClassifier:
     files = ensure_onnx(cache_dir, notify=notify)
-    return MobileNetClassifier(files.onnx, threads=threads, **kwargs)
+    return MobileNetClassifier(files.onnx, threads=threads, weights_sha256=files.weights_sha256, **kwargs)

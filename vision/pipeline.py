@@ -141,14 +141,13 @@ class ImagePipeline:
         return self._ocr
 
     def _projector(self, target: TargetModel):  # type: ignore[no-untyped-def]
-        from .classifier import ENCODER_NAME, class_names, classifier_head, data_path, weights_identity
-        from .classifier import WEIGHTS_FILE as WEIGHTS
+        from .classifier import ENCODER_NAME, WEIGHTS_FILE, class_names, classifier_head, data_path
         from .projector import projector_for
 
-        weights = data_path(WEIGHTS)
-        vectors, _ = classifier_head(weights)
-        projector = projector_for(self._cache_dir, vectors, class_names(), target.gguf_path, target.tokenize,
-                                  encoder_id=f"{ENCODER_NAME}-{weights_identity(weights)}", notify=self._notify)
+        encoder = self.classifier()
+        projector = projector_for(
+            self._cache_dir, lambda: classifier_head(data_path(WEIGHTS_FILE))[0], class_names(), target.gguf_path,
+            target.tokenize, encoder_id=f"{ENCODER_NAME}-{encoder.weights_sha256}", notify=self._notify)
         if projector.n_embd != target.n_embd:
             raise UsageError(f"the projector gives rows of width {projector.n_embd}, "
                              f"but {target.gguf_path.name} takes {target.n_embd}")

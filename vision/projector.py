@@ -135,10 +135,11 @@ def fit_projector(class_vectors: np.ndarray, names: Sequence[str], gguf_path: Pa
     )
 
 
-def projector_for(cache_dir: Path, class_vectors: np.ndarray, names: Sequence[str], gguf_path: Path,
-                  tokenize: Callable[[str], list[int]], *, encoder_id: str,
+def projector_for(cache_dir: Path, class_vectors: Callable[[], np.ndarray], names: Sequence[str],
+                  gguf_path: Path, tokenize: Callable[[str], list[int]], *, encoder_id: str,
                   notify: Callable[[str], None] | None = None) -> Projector:
-    """The stored fit for this (encoder, model) pair, refitted when either has changed."""
+    """The stored fit for this (encoder, model) pair, refitted when either has changed.
+    ``class_vectors`` is called only to fit (the stored fit keeps its own copy)."""
     model_id = table_identity(gguf_path)
     path = cache_dir / "vision" / f"projector-{encoder_id[:12]}-{model_id[:12]}.npz"
     stored = Projector.load(path, encoder_id=encoder_id, model_id=model_id) if path.is_file() else None
@@ -146,6 +147,7 @@ def projector_for(cache_dir: Path, class_vectors: np.ndarray, names: Sequence[st
         return stored
     if notify is not None:
         notify(f"fitting the image projector for {gguf_path.name} (once; cached)")
-    projector = fit_projector(class_vectors, names, gguf_path, tokenize, encoder_id=encoder_id, model_id=model_id)
+    projector = fit_projector(class_vectors(), names, gguf_path, tokenize, encoder_id=encoder_id,
+                              model_id=model_id)
     projector.save(path)
     return projector
