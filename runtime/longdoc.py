@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from .ask import Answer, GenerationConfig, ask
+from .ask import Answer, GenerationConfig, answer_reserve, ask
 from .chat import format_prompt
 from .chunking import Chunk, chunk_text
 from .engine import Engine
@@ -159,7 +159,10 @@ class LongContext:
     def plan(self, request: Request, config: GenerationConfig) -> tuple[Strategy, str, int, int]:
         """The strategy, why, the documents' size in tokens, and the reading budget."""
         doc_tokens = sum(self.count(d.text) + self._wrapper(d.source) for d in request.documents)
-        room = self._room(request, config.max_tokens)
+        # The same room the final prompt is checked against (check_fits): at most half the
+        # window is held for the answer, since a longer one continues by context shift.
+        reserved = answer_reserve(config.max_tokens, self._engine.info.n_ctx)
+        room = self._room(request, reserved)
         budget = min(self._config.read_tokens, room)
         chosen = self._config.strategy
         if chosen is Strategy.AUTO:
@@ -170,8 +173,8 @@ class LongContext:
             return Strategy.RETRIEVE, "a question: the best-matching parts are read", doc_tokens, budget
         if chosen is Strategy.STUFF and doc_tokens > room:
             total = doc_tokens + self._overhead(request)
-            raise ContextOverflowError(given=total, fits=self._engine.info.n_ctx - config.max_tokens,
-                                       n_ctx=self._engine.info.n_ctx, reserved=config.max_tokens)
+            raise ContextOverflowError(given=total, fits=self._engine.info.n_ctx - reserved,
+                                       n_ctx=self._engine.info.n_ctx, reserved=reserved)
         return chosen, "as asked", doc_tokens, budget
 
     # --- answering ------------------------------------------------------------------------------------
