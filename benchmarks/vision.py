@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,16 +63,21 @@ def sample(name: str) -> Path:
     return Path(skimage.__file__).parent / "data" / name
 
 
-def median_ms(fn, inputs, runs: int) -> float:  # type: ignore[no-untyped-def]
-    for x in inputs:
-        fn(x)
-    times = []
-    for _ in range(runs):
+def median_ms(runners: dict[str, Callable[[np.ndarray], np.ndarray]], inputs: list[np.ndarray],
+              runs: int) -> dict[str, float]:
+    """Median per-image latency of each runner, interleaved round by round so that a
+    slow spell on this noisy machine hits every runner alike."""
+    times: dict[str, list[float]] = {label: [] for label in runners}
+    for fn in runners.values():
         for x in inputs:
-            start = time.perf_counter()
             fn(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    for _ in range(runs):
+        for label, fn in runners.items():
+            for x in inputs:
+                start = time.perf_counter()
+                fn(x)
+                times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) * 1000 for label, t in times.items()}
 
 
 def main() -> None:
@@ -89,40 +95,47 @@ def main() -> None:
     photos = [preprocess(load_image(str(sample(n))).pixels)[None] for n, _, _ in LABELLED]
     names = class_names()
 
-    print(f"## 1. Classifier latency per image ({threads} threads, median of {args.runs} x {len(photos)})")
-    sessions = {label: ort.InferenceSession(str(path), sess_options=session_options(threads),
-                                            providers=["CPUExecutionProvider"])
-                for label, path in (("onnx fp32", fp32), ("onnx int8", int8))}
-    times: dict[str, float] = {}
     top: dict[str, list[list[str]]] = {}
+    eager_model = None
     try:
         import torch
         import torchvision
 
-        torch.set_num_threads(threads)
-        model = torchvision.models.mobilenet_v2()
-        model.load_state_dict(torch.load(data_path(WEIGHTS_FILE), weights_only=True))
-        model.eval()
-
-        def eager(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return model(torch.from_numpy(x)).numpy()
-
-        times["torchvision eager"] = median_ms(eager, photos, args.runs)
-        top["torchvision eager"] = [[names[i] for i in np.argsort(-eager(x)[0])[:5]] for x in photos]
+        eager_model = torchvision.models.mobilenet_v2()
+        eager_model.load_state_dict(torch.load(data_path(WEIGHTS_FILE), weights_only=True))
+        eager_model.eval()
     except ImportError:
         print("(torch not installed: no eager baseline)")
-    for label, session in sessions.items():
-        def run(x: np.ndarray, s=session) -> np.ndarray:  # type: ignore[no-untyped-def]
-            return s.run(["logits"], {"pixel_values": x})[0]
+    for n_threads in sorted({1, threads}):
+        print(f"## 1. Classifier latency per image ({n_threads} thread(s), median of {args.runs} x "
+              f"{len(photos)}, interleaved)")
+        runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+        if eager_model is not None:
+            import torch
 
-        times[label] = median_ms(run, photos, args.runs)
-        top[label] = [[names[i] for i in np.argsort(-run(x)[0])[:5]] for x in photos]
-    for label, ms in times.items():
-        print(f"{label:18s} {ms:7.2f} ms")
-    if "torchvision eager" in times:
-        print(f"fp32 / eager = {times['onnx fp32'] / times['torchvision eager']:.2f} (bar <= 0.75)")
-    print(f"int8 / fp32  = {times['onnx int8'] / times['onnx fp32']:.2f} (bar <= 0.5)")
+            torch.set_num_threads(n_threads)
+
+            def eager(x: np.ndarray, m=eager_model) -> np.ndarray:  # type: ignore[no-untyped-def]
+                with torch.no_grad():
+                    return m(torch.from_numpy(x)).numpy()
+
+            runners["torchvision eager"] = eager
+        for label, path in (("onnx fp32", fp32), ("onnx int8", int8)):
+            session = ort.InferenceSession(str(path), sess_options=session_options(n_threads),
+                                           providers=["CPUExecutionProvider"])
+
+            def run(x: np.ndarray, s=session) -> np.ndarray:  # type: ignore[no-untyped-def]
+                return s.run(["logits"], {"pixel_values": x})[0]
+
+            runners[label] = run
+        times = median_ms(runners, photos, args.runs)
+        for label, fn in runners.items():
+            top[label] = [[names[i] for i in np.argsort(-fn(x)[0])[:5]] for x in photos]
+        for label, ms in times.items():
+            print(f"{label:18s} {ms:7.2f} ms")
+        if "torchvision eager" in times:
+            print(f"fp32 / eager = {times['onnx fp32'] / times['torchvision eager']:.2f} (bar <= 0.75)")
+        print(f"int8 / fp32  = {times['onnx int8'] / times['onnx fp32']:.2f} (bar <= 0.5)")
 
     print("\n## 2. Classifier accuracy on the labelled photos")
     for label, tops in top.items():

@@ -17,7 +17,7 @@ from PIL import Image
 from rendered_images import char_error_rate, receipt
 
 from askgpt.runtime.errors import ExitCode, ImageError, InputNotFoundError
-from askgpt.vision.classifier import class_names, data_path, ensure_onnx, load_classifier
+from askgpt.vision.classifier import FP32_NODES, class_names, data_path, ensure_onnx, load_classifier, quantize_int8
 from askgpt.vision.images import MAX_PIXELS, decode_image, load_image
 from askgpt.vision.mobilenet import preprocess
 from askgpt.vision.pipeline import ImageMode, ImagePipeline, OcrMode, VisionConfig, describe
@@ -120,6 +120,29 @@ def test_classifier_recognises_real_photos(classifier, name: str, expected: set[
     features = classifier.encode(load_image(str(sample(name))))
     assert features.labels[0].name in expected
     assert features.pooled is not None and features.pooled.shape == (1280,)
+
+
+def test_int8_variant_keeps_the_stem_in_fp32_and_the_confident_labels(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    fp32 = ensure_onnx(tmp_path).onnx
+    calibration = [preprocess(load_image(str(sample(n))).pixels) for n in (  # benchmarks/vision.py's set
+        "horse.png", "camera.png", "coins.png", "page.png", "hubble_deep_field.jpg", "retina.jpg",
+        "brick.png", "grass.png", "gravel.png", "color.png", "logo.png", "immunohistochemistry.png")
+        if sample(n).exists()]
+    int8 = tmp_path / "int8.onnx"
+    quantize_int8(fp32, int8, calibration)
+    nodes = {n.name: n for n in onnx.load(str(int8)).graph.node}
+    convs = [n for n in nodes.values() if n.op_type == "Conv"]
+    stem = {n.name for n in convs if not any(i.endswith("DequantizeLinear_Output") for i in n.input[1:2])}
+    assert stem == set(FP32_NODES)  # every other convolution reads int8 weights
+    assert sum(n.op_type == "DequantizeLinear" for n in nodes.values()) > 100
+    runs = {p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8)}
+    for name in ("chelsea.png", "coffee.png"):  # top-1 leads by > 0.5 in probability
+        x = preprocess(load_image(str(sample(name))).pixels)[None]
+        tops = {p: int(np.argmax(s.run(["logits"], {"pixel_values": x})[0])) for p, s in runs.items()}
+        assert tops[fp32] == tops[int8], name
 
 
 def test_onnx_file_is_cached_atomically_and_keyed_by_the_weights(tmp_path: Path) -> None:
