@@ -277,6 +277,26 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
 
         run_types()
 
+    @convert_app.command("hf")
+    def convert_hf(
+        source: Annotated[str, typer.Argument(metavar="HF_FOLDER",
+                                              help="A Hugging Face model folder: config.json, weights, tokenizer.")],
+        output: Annotated[str, typer.Argument(metavar="OUTPUT.gguf", help="Where to write the result.")],
+        out_type: Annotated[str, typer.Option("--type", metavar="TYPE",
+                                              help="F32, F16, BF16 or a quantized type such as Q4_K_M "
+                                                   "(see `askgpt convert types`).")] = "F16",
+        trust_pickle: Annotated[bool, typer.Option(
+            "--trust-pickle", help="Also read .bin/.pt weights (pickles; loaded with weights_only=True).")] = False,
+        force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+    ) -> None:
+        """Convert a Llama-family or Phi-3 checkpoint (safetensors) to GGUF, quantizing if asked."""
+        from .convert import run_hf
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            run_hf(source, output, out_type, trust_pickle=trust_pickle, force=force, messages=messages)
+
     @convert_app.command("quantize")
     def convert_quantize(
         source: Annotated[str, typer.Argument(metavar="SOURCE.gguf", help="The GGUF to quantize.")],

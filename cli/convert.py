@@ -35,6 +35,21 @@ def run_quantize(src: str, dst: str, type_name: str, *, force: bool, messages: M
         messages.line(line)
 
 
+def run_hf(src: str, dst: str, type_name: str, *, trust_pickle: bool, force: bool, messages: Messages) -> None:
+    from askgpt.convert.hf import convert_hf
+    from askgpt.convert.types import output_type
+    from askgpt.runtime.llama_engine import quantize_gguf
+
+    out_type = output_type(type_name)
+    threads = os.cpu_count() or 1
+    with messages.progress() as progress:
+        summary = convert_hf(Path(src).expanduser(), Path(dst), out_type,
+                             lambda a, b, ftype: quantize_gguf(a, b, ftype, threads=threads),
+                             trust_pickle=trust_pickle, force=force, progress=progress)
+    for line in summary.lines():
+        messages.line(line)
+
+
 def run_report(model: str, reference: str, *, text: str | None, ctx: int, as_json: bool,
                engine_factory: EngineFactory, messages: Messages) -> None:
     from askgpt.convert.gguf_file import read_summary

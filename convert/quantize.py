@@ -9,7 +9,6 @@ once, and the temporary file is removed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
@@ -35,20 +34,21 @@ class ConvertError(AskgptError):
 
 @dataclass(frozen=True)
 class ConvertSummary:
-    source: GgufSummary
+    source_name: str
+    source_size: int  # bytes on disk
     output: GgufSummary
     type: OutputType
     seconds: float
     peak_rss_mb: float
 
     def lines(self) -> list[str]:
-        src, out = self.source, self.output
+        out = self.output
         types = ", ".join(f"{k} x{v}" for k, v in sorted(out.tensor_types().items()))
+        source_bits = 8 * self.source_size / max(1, out.n_params)
         return [
-            f"{src.path.name} -> {out.path.name} ({self.type.name})",
-            f"size: {src.size / 1e6:,.1f} MB -> {out.size / 1e6:,.1f} MB ({out.size / src.size:.0%})",
-            f"bits per weight: {src.bits_per_weight:.2f} -> {out.bits_per_weight:.2f} "
-            f"({out.n_params / 1e6:,.1f}M parameters)",
+            f"{self.source_name} -> {out.path.name} ({self.type.name})",
+            f"size: {self.source_size / 1e6:,.1f} MB -> {out.size / 1e6:,.1f} MB ({out.size / self.source_size:.0%})",
+            f"bits per weight: {source_bits:.2f} -> {out.bits_per_weight:.2f} ({out.n_params / 1e6:,.1f}M parameters)",
             f"tensor types: {types}",
             f"time: {self.seconds:.1f} s | peak memory: {self.peak_rss_mb:,.0f} MB",
         ]
@@ -65,24 +65,36 @@ def check_free_space(folder: Path, needed: int) -> None:
 
 
 def check_writable(folder: Path) -> None:
+    """Tries to create a file there: os.access answers yes to root even where writing
+    fails (a read-only mount, /proc)."""
+    import tempfile
+
     if not folder.is_dir():
         raise ConvertError(f"output folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConvertError(f"cannot write to {folder}", hint="choose another output path")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConvertError(f"cannot write to {folder}: {exc.strerror}", hint="choose another output path") from exc
 
 
-def verify(source: GgufSummary, written: Path) -> GgufSummary:
-    """The written file must hold every tensor of the source, with the same shape."""
+def verify(want: dict[str, tuple[int, ...]], written: Path, *, types: dict[str, str] | None = None) -> GgufSummary:
+    """The written file must hold exactly the tensors ``want`` names, with those shapes
+    (and, when given, those types)."""
     out = read_summary(written)
-    want = {t.name: t.shape for t in source.tensors}
     got = {t.name: t.shape for t in out.tensors}
     if want != got:
-        missing = sorted(set(want) - set(got))[:3]
-        raise ConvertError(f"the quantized file does not match its source (missing or reshaped: {missing})")
+        wrong = sorted(set(want) ^ set(got) or {n for n in want if want[n] != got[n]})[:3]
+        raise ConvertError(f"the written file does not match its source (missing, extra or reshaped: {wrong})")
+    if types is not None:
+        got_types = {t.name: t.type for t in out.tensors}
+        wrong = sorted(n for n in types if types[n] != got_types[n])[:3]
+        if wrong:
+            raise ConvertError(f"the written file has the wrong tensor types: {wrong}")
     return out
 
 
-def _run_interruptibly(work: Callable[[], None]) -> None:
+def run_interruptibly(work: Callable[[], None]) -> None:
     errors: list[BaseException] = []
 
     def target() -> None:
@@ -114,9 +126,9 @@ def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *
     started = time.perf_counter()
 
     def write(tmp: Path) -> None:
-        _run_interruptibly(lambda: quantizer(src, tmp, out_type.ftype))
-        verify(source, tmp)
+        run_interruptibly(lambda: quantizer(src, tmp, out_type.ftype))
+        verify({t.name: t.shape for t in source.tensors}, tmp)
 
     atomic_write_with(dst, write)
     output = read_summary(dst)
-    return ConvertSummary(source, output, out_type, time.perf_counter() - started, peak_rss_mb())
+    return ConvertSummary(src.name, source.size, output, out_type, time.perf_counter() - started, peak_rss_mb())

@@ -36,6 +36,9 @@ class EngineConfig:
     # Keep the logits of every prompt position (perplexity and KL in convert report), not
     # only the last one; costs n_ctx x n_vocab floats.
     all_logits: bool = False
+    # Storage type of the attention cache: "f16" (llama.cpp's default) or "f32", which
+    # costs twice the memory and is for exact comparisons (the converter's parity tests).
+    kv_type: str = "f16"
 
 
 @dataclass(frozen=True)

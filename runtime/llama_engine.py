@@ -87,6 +87,9 @@ class NativeLog:
 _native_log = NativeLog()
 
 
+_KV_TYPES = {"f32": 0, "f16": 1}  # ggml_type values
+
+
 def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
     """Load ``ref`` with llama.cpp. Raises `ModelLoadError` on any failure."""
     _check_gguf(ref.path)
@@ -303,22 +306,30 @@ def quantize_gguf(src: Path, dst: Path, ftype: int, *, threads: int = 0) -> None
         raise ModelLoadError(f"llama.cpp could not quantize {src.name}: {_native_log.first_error() or status}")
 
 
-def sequence_logprobs(engine: LlamaEngine, tokens: Sequence[int]) -> Any:
-    """Log-probabilities of the next token at every position of ``tokens``, shape
-    (len(tokens), n_vocab): for perplexity and KL divergence (convert report). The
-    engine must have been loaded with ``EngineConfig(all_logits=True)``."""
+def sequence_logits(engine: LlamaEngine, tokens: Sequence[int]) -> Any:
+    """Raw next-token logits at every position of ``tokens``, shape (len(tokens), n_vocab)
+    in float32. The engine must have been loaded with ``EngineConfig(all_logits=True)``."""
     import numpy as np
 
     llm = engine._llm
     if not llm._logits_all:
-        raise InferenceError("sequence_logprobs needs an engine loaded with all_logits=True")
+        raise InferenceError("sequence logits need an engine loaded with all_logits=True")
     llm.reset()
     llm._ctx.kv_cache_clear()
     try:
         llm.eval(list(tokens))
     except RuntimeError as exc:
         raise InferenceError(f"llama.cpp failed to evaluate the text: {exc}") from exc
-    logits = np.array(llm.scores[: len(tokens)], dtype=np.float64)
+    logits = np.array(llm.scores[: len(tokens)], dtype=np.float32)
     llm.reset()  # the cache now holds this text, not a prompt: never reuse it as a prefix
+    return logits
+
+
+def sequence_logprobs(engine: LlamaEngine, tokens: Sequence[int]) -> Any:
+    """Log-probabilities of the next token at every position of ``tokens``, shape
+    (len(tokens), n_vocab): for perplexity and KL divergence (convert report)."""
+    import numpy as np
+
+    logits = sequence_logits(engine, tokens).astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))

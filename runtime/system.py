@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def peak_rss_mb() -> float:
     """The process's peak resident memory in MB (0.0 where the platform cannot say)."""
+    # Linux: VmHWM is this program's own high-water mark. ru_maxrss also keeps the peak of
+    # the image exec replaced, so a process started by a big parent would report the parent's.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
