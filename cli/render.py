@@ -8,7 +8,7 @@ colour and no wrapping. rich honours NO_COLOR on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Protocol, TextIO
 
@@ -73,6 +73,12 @@ def format_stats(stats: Stats, *, load_seconds: float) -> str:
         f"answer: {stats.generated_tokens} tokens, {stats.tokens_per_second:.1f} tokens/s | "
         f"load: {load_seconds:.2f}s | stop: {stats.stop_reason.value}"
     )
+
+
+def format_quotes(quotes: Sequence[tuple[str, str]]) -> str:
+    """Sentences quoted from the input (map-reduce), after the model's answer."""
+    lines = "".join(f"- [{where}] {text}\n" for where, text in quotes)
+    return f"\nKey sentences, quoted from the input:\n{lines}"
 
 
 def format_error(error: AskgptError) -> str:

@@ -12,24 +12,42 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import InputNotFoundError, UsageError
-from .prompt import STDIN_SOURCE, Document, Example, Request, build_request, parse_example, parse_examples
+from .prompt import (
+    STDIN_SOURCE,
+    Document,
+    Example,
+    Request,
+    build_request,
+    parse_example,
+    parse_examples,
+    stdin_document,
+)
+from .streaming import LARGE_INPUT_BYTES, read_or_spool
 
 
 def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def read_stdin(stream: BinaryIO, *, is_terminal: bool) -> str | None:
-    """The piped input, or None for a terminal (which is never waited on)."""
+def read_stdin(stream: BinaryIO, *, is_terminal: bool, large: int = LARGE_INPUT_BYTES) -> str | Path | None:
+    """The piped input; a temporary file holding it when it is over ``large`` bytes, too
+    large to keep in memory (runtime.streaming); None for a terminal (never waited on)."""
     if is_terminal:
         return None
-    return decode(stream.read())
+    data = read_or_spool(stream, large)
+    return data if isinstance(data, Path) else decode(data)
 
 
 @dataclass(frozen=True)
 class Inputs:
     request: Request
     stdin_image: bytes | None = None  # stdin's bytes when `-i -` names it as an image
+    spooled: Path | None = None  # a temporary file holding a large piped input
+
+    def cleanup(self) -> None:
+        """Remove the temporary file of a large piped input (call when done)."""
+        if self.spooled is not None:
+            self.spooled.unlink(missing_ok=True)
 
 
 def _read_text(path: str, *, what: str, hint: str) -> str:
@@ -44,8 +62,17 @@ def _read_text(path: str, *, what: str, hint: str) -> str:
         raise InputNotFoundError(f"cannot read {what} {path}: {exc.strerror}", hint=hint) from exc
 
 
-def read_document(path: str) -> Document:
-    return Document(source=path, text=_read_text(path, what="file", hint="check the path given to -f/--file"))
+def read_document(path: str, large: int = LARGE_INPUT_BYTES) -> Document:
+    """A -f file: its text, or for a file too large to hold in memory, a reference to it."""
+    hint = "check the path given to -f/--file"
+    file = Path(path).expanduser()
+    try:
+        size = file.stat().st_size if file.is_file() else 0
+    except OSError:
+        size = 0  # _read_text reports the problem
+    if size > large:
+        return Document(source=path, text="", path=file, size=size)
+    return Document(source=path, text=_read_text(path, what="file", hint=hint))
 
 
 def load_examples(path: str) -> tuple[Example, ...]:
@@ -63,6 +90,7 @@ def collect_inputs(
     example_args: Sequence[str] = (),
     examples_file: str | None = None,
     image_args: Sequence[str] = (),
+    large_input_bytes: int = LARGE_INPUT_BYTES,
 ) -> Inputs:
     """Read every text input the command line names and combine them into a `Request`.
 
@@ -82,24 +110,32 @@ def collect_inputs(
             prompt=" ".join(prompt_words), stdin_text=None, documents=[read_document(f) for f in files],
             system=system, examples=_examples(example_args, examples_file), has_images=True)
         return Inputs(request, image)
-    stdin_text = read_stdin(stdin, is_terminal=stdin_is_terminal)
-    documents: list[Document] = []
-    for name in files:
-        if name == "-":
-            if stdin_is_terminal:
-                raise UsageError("-f - reads stdin, but stdin is a terminal", hint="pipe the document in")
-            documents.append(Document(STDIN_SOURCE, stdin_text or ""))
-        else:
-            documents.append(read_document(name))
-    return Inputs(build_request(
-        prompt=" ".join(prompt_words),
-        stdin_text=stdin_text,
-        documents=documents,
-        stdin_consumed="-" in files,
-        system=system,
-        examples=_examples(example_args, examples_file),
-        has_images=bool(image_args),
-    ))
+    piped = read_stdin(stdin, is_terminal=stdin_is_terminal, large=large_input_bytes)
+    spooled = piped if isinstance(piped, Path) else None
+    stdin_text = piped if isinstance(piped, str) else None
+    try:
+        documents: list[Document] = []
+        for name in files:
+            if name == "-":
+                if stdin_is_terminal:
+                    raise UsageError("-f - reads stdin, but stdin is a terminal", hint="pipe the document in")
+                documents.append(stdin_document(spooled) if spooled else Document(STDIN_SOURCE, stdin_text or ""))
+            else:
+                documents.append(read_document(name, large_input_bytes))
+        return Inputs(build_request(
+            prompt=" ".join(prompt_words),
+            stdin_text=stdin_text,
+            documents=documents,
+            stdin_consumed="-" in files,
+            system=system,
+            examples=_examples(example_args, examples_file),
+            has_images=bool(image_args),
+            stdin_file=spooled,
+        ), spooled=spooled)
+    except BaseException:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+        raise
 
 
 def _examples(example_args: Sequence[str], examples_file: str | None) -> list[Example]:

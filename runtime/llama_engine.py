@@ -110,6 +110,8 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
             n_threads_batch=threads,
             last_n_tokens_size=config.repeat_last_n,
             logits_all=config.all_logits,
+            type_k=_KV_TYPES[config.kv_type],
+            type_v=_KV_TYPES[config.kv_type],
             # verbose=False redirects fd 2 to /dev/null during the load, which would
             # swallow the lines --debug asks for; otherwise the router drops them.
             verbose=config.native_log is not None,

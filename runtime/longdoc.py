@@ -10,20 +10,24 @@ documents are longer than that, a strategy decides what the model reads:
   (bm25s), the best packed in document order into a reading-size context,
   question last; with no matching terms at all, a map step extracts the
   relevant lines of every chunk instead;
-- ``map-reduce`` (summaries, "find all"): each chunk is worked on alone, and
-  the notes are combined, level by level, until they fit;
+- ``map-reduce`` (summaries, "find all"): each chunk is mapped to its most
+  distinctive sentences (runtime.salience), the best that fit are kept in
+  document order, and the model answers from them; they are quoted after it;
 - ``refine``: a running answer carried through the chunks in order.
 
 ``auto`` picks from the fit and the instruction and says which and why.
-Map calls put the instruction before the chunk, so llama.cpp's prefix cache
-evaluates the shared part once, not once per chunk.
+Per-chunk model calls (extract, refine) put the instruction before the chunk,
+so llama.cpp's prefix cache evaluates the shared part once, not once per chunk.
+Documents on disk (too large to hold, runtime.streaming) are chunked segment by
+segment and never held whole.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -33,7 +37,9 @@ from .chunking import Chunk, chunk_text
 from .engine import Engine
 from .errors import ContextOverflowError, UsageError
 from .prompt import Document, Request
+from .salience import KeySentence, key_sentences
 from .sampling import SamplingConfig
+from .streaming import SEGMENT_CHARS, segments
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _BLOCK_MARKUP_TOKENS = 48  # the <document source="..."> wrapper of a chunk in a step
@@ -66,6 +72,7 @@ class LongContextConfig:
     note_tokens: int = 160  # the most a map or refine step may write
     max_levels: int = 4  # map-reduce levels before giving up
     margin: int = 16  # tokens kept free for template seams
+    segment_chars: int = SEGMENT_CHARS  # how much of a document on disk is chunked at a time
 
     def __post_init__(self) -> None:
         if self.read_tokens < 64:
@@ -82,12 +89,14 @@ class LongContextReport:
     used: int = 0
     model_calls: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Sentences quoted from the input (map-reduce): (where, text), shown after the answer.
+    quotes: tuple[tuple[str, str], ...] = ()
 
     def line(self) -> str:
         what = {
             Strategy.STUFF: "read whole",
             Strategy.RETRIEVE: f"retrieval over {self.chunks:,} chunks, {self.used:,} used",
-            Strategy.MAP_REDUCE: f"map-reduce over {self.chunks:,} chunks",
+            Strategy.MAP_REDUCE: f"map-reduce over {self.chunks:,} chunks, {self.used:,} key sentences",
             Strategy.REFINE: f"refine through {self.chunks:,} chunks",
         }[self.strategy]
         return (f"document: {self.doc_tokens:,} tokens, window {self.window:,} -> {what} "
@@ -147,6 +156,14 @@ class LongContext:
         """Tokens a document's delimiters add around its text in the prompt."""
         return self.count(f'<document source="{source}">\n\n</document>\n\n')
 
+    def _doc_tokens(self, doc: Document) -> int:
+        """A document's tokens with its delimiters. One on disk (too large to hold) is
+        estimated from its size, 1 token per 4 bytes, far past any window, and its exact
+        count is taken while it is chunked."""
+        if doc.on_disk:
+            return doc.size // 4 + self._wrapper(doc.source)
+        return self.count(doc.text) + self._wrapper(doc.source)
+
     def _step_size(self, request: Request, task: str, budget: int) -> int:
         """Chunk size for a map/extract/refine call with ``task``: within the reading budget,
         and leaving that call room for its own instruction, the chunk's delimiters and its note."""
@@ -158,7 +175,7 @@ class LongContext:
 
     def plan(self, request: Request, config: GenerationConfig) -> tuple[Strategy, str, int, int]:
         """The strategy, why, the documents' size in tokens, and the reading budget."""
-        doc_tokens = sum(self.count(d.text) + self._wrapper(d.source) for d in request.documents)
+        doc_tokens = sum(self._doc_tokens(d) for d in request.documents)
         # The same room the final prompt is checked against (check_fits): at most half the
         # window is held for the answer, since a longer one continues by context shift.
         reserved = answer_reserve(config.max_tokens, self._engine.info.n_ctx)
@@ -202,38 +219,61 @@ class LongContext:
         return ask(self._engine, final, config), report
 
     def chunks(self, documents: Sequence[Document], max_tokens: int, overlap: int) -> list[Chunk]:
-        out: list[Chunk] = []
+        return list(self.iter_chunks(documents, max_tokens, overlap))
+
+    def iter_chunks(self, documents: Sequence[Document], max_tokens: int, overlap: int,
+                    tally: _Tally | None = None) -> Iterator[Chunk]:
+        """Chunks of every document in order; one on disk is read segment by segment, so
+        only a segment's chunks exist at a time. ``tally`` receives the tokens read."""
         for doc in documents:
-            out.extend(chunk_text(doc.text, doc.source, self.count, max_tokens=max_tokens, overlap=overlap))
-        return out
+            if doc.path is None:
+                if tally is not None:
+                    tally.tokens += self.count(doc.text) + self._wrapper(doc.source)
+                yield from chunk_text(doc.text, doc.source, self.count, max_tokens=max_tokens, overlap=overlap)
+                continue
+            chars = lines = 0
+            for segment in segments(doc.path, self._config.segment_chars):
+                if tally is not None:
+                    tally.tokens += self.count(segment)
+                for c in chunk_text(segment, doc.source, self.count, max_tokens=max_tokens, overlap=overlap):
+                    yield replace(c, first_line=c.first_line + lines, last_line=c.last_line + lines,
+                                  start=c.start + chars, end=c.end + chars)
+                chars += len(segment)
+                lines += segment.count("\n")
+            if tally is not None:
+                tally.tokens += self._wrapper(doc.source)
 
     def _retrieve(self, request: Request, budget: int, report: LongContextReport) -> Request:
         cfg = self._config
         started = time.perf_counter()
-        chunks = self.chunks(request.documents, min(cfg.chunk_tokens, budget), cfg.overlap)
-        report.stage_seconds["chunk"] = time.perf_counter() - started
-        report.chunks = len(chunks)
-        started = time.perf_counter()
-        scores = bm25_scores([c.text for c in chunks], request.instruction)
-        report.stage_seconds["rank"] = time.perf_counter() - started
-        if max(scores, default=0.0) <= 0.0:
+        tally = _Tally()
+        chunks = self.iter_chunks(request.documents, min(cfg.chunk_tokens, budget), cfg.overlap, tally)
+        ranked, report.chunks = rank_chunks(chunks, request.instruction)
+        report.stage_seconds["chunk + rank"] = time.perf_counter() - started
+        if any(d.on_disk for d in request.documents):
+            report.doc_tokens = tally.tokens
+        if not ranked:
             # Nothing in the documents shares a term with the question: read every chunk.
             report.reason = "no part matches the question's words, so every part was read for it"
             size = self._step_size(request, _extract_task(request.instruction), budget)
-            return self._extract(request, self.chunks(request.documents, size, cfg.overlap), budget, report)
-        order = sorted(range(len(chunks)), key=lambda i: -scores[i])
-        picked: list[int] = []
+            return self._extract(request, self.iter_chunks(request.documents, size, cfg.overlap),
+                                 budget, report, total=self._estimate_chunks(request.documents, size))
+        picked: list[Ranked] = []
         used = 0
-        for i in order:
-            if scores[i] <= 0:
-                break
-            cost = chunks[i].n_tokens + self._wrapper(chunks[i].where)
+        for r in sorted(ranked, key=lambda r: -r.score):
+            cost = r.chunk.n_tokens + self._wrapper(r.chunk.where)
             if used + cost > budget:
                 continue
-            picked.append(i)
+            picked.append(r)
             used += cost
         report.used = len(picked)
-        return replace(request, documents=tuple(_as_documents(chunks, sorted(picked))))
+        in_order = [r.chunk for r in sorted(picked, key=lambda r: r.seq)]
+        return replace(request, documents=tuple(_as_documents(in_order, list(range(len(in_order))))))
+
+    def _estimate_chunks(self, documents: Sequence[Document], size: int) -> int:
+        """For progress bars over documents on disk, which are not chunked ahead."""
+        step = max(1, size - self._config.overlap)
+        return sum(max(1, self._doc_tokens(d) // step) for d in documents)
 
     def _note(self, task: str, chunk: Chunk, system: str | None) -> str:
         """One map/refine call; the task comes first so its tokens are a shared, cached prefix."""
@@ -242,38 +282,72 @@ class LongContext:
         gen = GenerationConfig(self._config.note_tokens, SamplingConfig(temperature=0))
         return ask(self._engine, step, gen).text().strip()
 
-    def _extract(self, request: Request, chunks: list[Chunk], budget: int, report: LongContextReport) -> Request:
+    def _extract(self, request: Request, chunks: Iterable[Chunk], budget: int, report: LongContextReport,
+                 *, total: int) -> Request:
         task = _extract_task(request.instruction)
-        report.chunks = len(chunks)
         notes = []
-        for k, chunk in enumerate(chunks):
-            self._progress("reading", k, len(chunks))
+        k = 0
+        for k, chunk in enumerate(chunks, 1):
+            self._progress("reading", k - 1, max(total, k))
             note = self._note(task, chunk, request.system)
             report.model_calls += 1
             if note and "NONE" not in note.upper()[:8]:
                 notes.append(Document(chunk.where, note))
-        self._progress("reading", len(chunks), len(chunks))
+        self._progress("reading", k, k)
+        report.chunks = k
         report.used = len(notes)
         return self._fit_notes(request, notes, budget, report, level=1)
 
     def _map_reduce(self, request: Request, budget: int, report: LongContextReport) -> Request:
+        """Map: each chunk to its most distinctive sentences (runtime.salience; quoted, not
+        written by the model). Reduce: the best of them that fit the reading budget, in
+        document order. The model answers from those; the report carries them as quotes."""
         started = time.perf_counter()
-        size = self._step_size(request, _map_task(request.instruction), budget)
-        chunks = self.chunks(request.documents, size, self._config.overlap)
-        report.stage_seconds["chunk"] = time.perf_counter() - started
-        report.chunks = report.used = len(chunks)
-        notes = self._map(request, chunks, report, level=1)
-        return self._fit_notes(request, notes, budget, report, level=1)
+        size = self._step_size(request, request.instruction, budget)
+        counted = 0
 
-    def _map(self, request: Request, chunks: list[Chunk], report: LongContextReport, level: int) -> list[Document]:
+        def chunks() -> Iterator[Chunk]:
+            nonlocal counted
+            counted = 0
+            for chunk in self.iter_chunks(request.documents, size, self._config.overlap):
+                counted += 1
+                self._progress("map: key sentences", counted, max(counted, estimate))
+                yield chunk
+
+        estimate = self._estimate_chunks(request.documents, size)
+        keys = key_sentences(chunks)
+        report.chunks = counted
+        report.stage_seconds["map"] = time.perf_counter() - started
+        source = ", ".join(dict.fromkeys(d.source for d in request.documents))
+        room = budget - self._wrapper(f"key sentences of {source}")
+        kept: list[KeySentence] = []
+        used = 0
+        for k in sorted(keys, key=lambda k: -k.score):
+            cost = self.count(f"- [{k.where}] {k.text}\n")
+            if used + cost <= room:
+                kept.append(k)
+                used += cost
+        kept.sort(key=lambda k: k.seq)
+        report.used = len(kept)
+        report.quotes = tuple((k.where, k.text) for k in kept)
+        note = "\n".join(f"- [{k.where}] {k.text}" for k in kept)
+        return replace(request, documents=(Document(f"key sentences of {source}", note),))
+
+    def _map(self, request: Request, chunks: Iterable[Chunk], report: LongContextReport, level: int,
+             total: int | None = None) -> list[Document]:
+        """One note per chunk. ``chunks`` may be a stream (documents on disk): then
+        ``total`` is an estimate for the progress bar; otherwise they are listed first."""
         task = _map_task(request.instruction)
         started = time.perf_counter()
+        if total is None:
+            chunks = list(chunks)
+            total = len(chunks)
         notes = []
         for k, chunk in enumerate(chunks):
-            self._progress(f"map (level {level})", k, len(chunks))
+            self._progress(f"map (level {level})", k, max(total, k + 1))
             notes.append(Document(chunk.where, self._note(task, chunk, request.system)))
             report.model_calls += 1
-        self._progress(f"map (level {level})", len(chunks), len(chunks))
+        self._progress(f"map (level {level})", len(notes), len(notes))
         report.stage_seconds[f"map {level}"] = time.perf_counter() - started
         return notes
 
@@ -294,17 +368,23 @@ class LongContext:
     def _refine(self, request: Request, budget: int, report: LongContextReport) -> Request:
         # The running answer (up to note_tokens) rides along with every part.
         size = self._step_size(request, _refine_task(request.instruction, "x"), budget) - self._config.note_tokens
-        chunks = self.chunks(request.documents, max(8, size), self._config.overlap)
-        report.chunks = report.used = len(chunks)
+        size = max(8, size)
+        total = self._estimate_chunks(request.documents, size)
         started = time.perf_counter()
         running = ""
-        for k, chunk in enumerate(chunks[:-1]):
-            self._progress("refine", k, len(chunks))
-            running = self._note(_refine_task(request.instruction, running), chunk, request.system)
-            report.model_calls += 1
-        self._progress("refine", len(chunks), len(chunks))
+        last: Chunk | None = None
+        k = 0
+        for k, chunk in enumerate(self.iter_chunks(request.documents, size, self._config.overlap)):
+            if last is not None:  # every chunk but the last is folded into the running answer
+                self._progress("refine", k - 1, max(total, k))
+                running = self._note(_refine_task(request.instruction, running), last, request.system)
+                report.model_calls += 1
+            last = chunk
+        report.chunks = report.used = k + 1 if last is not None else 0
+        self._progress("refine", report.chunks, report.chunks)
         report.stage_seconds["refine"] = time.perf_counter() - started
-        last = chunks[-1]
+        if last is None:
+            return replace(request, documents=())
         documents = [Document(last.where, last.text)]
         if running:
             documents.insert(0, Document("the answer so far, from the earlier parts", running))
@@ -328,16 +408,68 @@ def _as_documents(chunks: list[Chunk], picked: list[int]) -> list[Document]:
     return docs
 
 
+@dataclass
+class _Tally:
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Ranked:
+    score: float
+    seq: int  # position in the document order
+    chunk: Chunk
+
+
+RANK_BLOCK = 4096  # chunks ranked together (about 4 MB of text)
+RANK_KEEP = 64  # best chunks kept from each block
+RANK_CAP = 512  # candidates kept in all
+
+
+def rank_chunks(chunks: Iterable[Chunk], query: str) -> tuple[list[Ranked], int]:
+    """Chunks that match ``query`` (BM25 score > 0), with their scores, and how many
+    chunks there were. A stream of any length is ranked in blocks of RANK_BLOCK chunks,
+    keeping the best of each; when there was more than one block, the kept candidates
+    are ranked again together, so that their scores share one vocabulary statistic.
+    Memory: one block and at most RANK_CAP candidates."""
+    candidates: list[Ranked] = []
+    total = blocks = 0
+    block: list[Chunk] = []
+
+    def flush() -> None:
+        nonlocal candidates, total, blocks
+        scores = bm25_scores([c.text for c in block], query)
+        best = sorted(range(len(block)), key=lambda i: -scores[i])[:RANK_KEEP]
+        candidates.extend(Ranked(scores[i], total + i, block[i]) for i in best if scores[i] > 0)
+        if len(candidates) > RANK_CAP:
+            candidates = heapq.nlargest(RANK_CAP, candidates, key=lambda r: r.score)
+        total += len(block)
+        blocks += 1
+        block.clear()
+
+    for chunk in chunks:
+        block.append(chunk)
+        if len(block) == RANK_BLOCK:
+            flush()
+    if block or not blocks:
+        flush()
+    if blocks > 1 and candidates:
+        rescored = bm25_scores([r.chunk.text for r in candidates], query)
+        candidates = [Ranked(s, r.seq, r.chunk) for s, r in zip(rescored, candidates, strict=True) if s > 0]
+    return candidates, total
+
+
 def bm25_scores(texts: Sequence[str], query: str) -> list[float]:
     """BM25 score of each text against ``query`` (bm25s, English stop words removed)."""
     import bm25s
 
-    corpus = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
-    retriever = bm25s.BM25()
-    retriever.index(corpus, show_progress=False)
+    if not texts:
+        return []
     words = bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0]
     if not words:
         return [0.0] * len(texts)
+    corpus = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
+    retriever = bm25s.BM25()
+    retriever.index(corpus, show_progress=False)
     return [float(s) for s in retriever.get_scores(list(words))]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UsageError
@@ -29,6 +30,14 @@ STDIN_SOURCE = "stdin"  # the source name of a document read from stdin
 class Document:
     source: str  # file name as given, or "stdin"
     text: str
+    # An input too large to hold in memory stays in this file (runtime.streaming) and
+    # ``text`` is empty; only the long-context strategies read it, in segments.
+    path: Path | None = None
+    size: int = 0  # bytes, for a document on disk
+
+    @property
+    def on_disk(self) -> bool:
+        return self.path is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,15 +127,22 @@ def build_request(
     system: str | None = None,
     examples: Sequence[Example] = (),
     has_images: bool = False,
+    stdin_file: Path | None = None,
 ) -> Request:
     """Combine the prompt words, piped stdin and files into one request.
 
     Piped stdin is a document placed before the files, unless ``-f -`` already
     placed it (``stdin_consumed``). With no prompt words, stdin is the question
-    itself (``echo "2+2?" | askgpt``). Empty stdin is ignored.
+    itself (``echo "2+2?" | askgpt``). Empty stdin is ignored. ``stdin_file`` holds
+    piped input too large to keep in memory (then ``stdin_text`` is None).
     """
     docs = list(documents)
     instruction = prompt.strip()
+    if stdin_file is not None and not stdin_consumed:
+        if not instruction:
+            raise UsageError("the piped input is too large to be the question",
+                             hint='say what to do with it, e.g. cat big.log | askgpt "summarize the errors"')
+        docs.insert(0, stdin_document(stdin_file))
     piped = stdin_text if stdin_text and stdin_text.strip() else None
     if piped is not None and not stdin_consumed:
         if instruction:
@@ -144,6 +160,10 @@ def build_request(
             )
         raise UsageError("nothing to ask", hint='give a prompt, e.g. askgpt "What is BPE?" (see askgpt --help)')
     return Request(instruction=instruction, documents=tuple(docs), system=system, examples=tuple(examples))
+
+
+def stdin_document(path: Path) -> Document:
+    return Document(STDIN_SOURCE, "", path=path, size=path.stat().st_size)
 
 
 def image_block(index: int, image: ImageBlock) -> str:

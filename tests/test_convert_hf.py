@@ -52,12 +52,12 @@ def hf_tokenizer() -> Any:
 
 
 def tiny_model(kind: str, tokenizer: Any, folder: Path, **overrides: Any) -> Any:
-    """A random model with grouped-query attention and transformers' own initialisation
-    (std 0.02): its logits reach about 1, and a wrong q/k layout moves them by over 5e-3."""
+    """A random model with grouped-query attention, its weights scaled up (std 0.15, not
+    transformers' 0.02) so that the logits reach about 6 and nothing hides in rounding."""
     torch.manual_seed(0)
     common: dict[str, Any] = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96,
                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                  max_position_embeddings=256, rms_norm_eps=1e-5,
+                                  max_position_embeddings=256, rms_norm_eps=1e-5, initializer_range=0.15,
                                   bos_token_id=1, eos_token_id=2)
     common.update(overrides)
     if kind == "llama":
@@ -99,7 +99,7 @@ def test_logits_match_transformers(tmp_path: Path, hf_tokenizer: Any, kind: str,
     assert summary.output.tensor_types() == {"F32": summary.output.tensors.__len__()}
     tokens = hf_tokenizer(" ".join(TEXTS))["input_ids"][:120]
     ours, theirs = llama_logits(out, tokens), hf_logits(model, tokens)
-    assert np.abs(theirs).max() > 0.5  # the comparison is not between near-zero numbers
+    assert np.abs(theirs).max() > 3.0  # the comparison is not between near-zero numbers
     assert np.abs(ours - theirs).max() <= 1e-3
 
 
@@ -116,7 +116,7 @@ def test_without_the_qk_permutation_the_logits_differ(tmp_path: Path, hf_tokeniz
     finally:
         hf.permute_rows = original
     tokens = hf_tokenizer(" ".join(TEXTS))["input_ids"][:120]
-    assert np.abs(llama_logits(tmp_path / "wrong.gguf", tokens) - hf_logits(model, tokens)).max() > 5e-3
+    assert np.abs(llama_logits(tmp_path / "wrong.gguf", tokens) - hf_logits(model, tokens)).max() > 1e-2
 
 
 def test_permutation_interleaves_each_head_s_halves() -> None:

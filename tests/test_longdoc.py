@@ -25,6 +25,7 @@ from askgpt.runtime.longdoc import (
     slide_conversation,
 )
 from askgpt.runtime.prompt import Document, Request
+from askgpt.runtime.salience import key_sentences
 
 
 def word_count(text: str) -> int:
@@ -120,18 +121,19 @@ def test_stuff_that_does_not_fit_is_refused_not_cut() -> None:
 
 
 def test_map_calls_share_their_prefix_so_the_engine_can_reuse_it() -> None:
+    # A question no chunk shares a word with: every chunk is read by an extract call.
     engine = scripted(4096)
     text = "\n\n".join(f"paragraph {i} " + "words " * 40 for i in range(30))
-    LongContext(engine, LongContextConfig(strategy=Strategy.MAP_REDUCE, read_tokens=300)).answer(
-        Request("Summarize the text.", documents=(Document("doc", text),)), GenerationConfig(32))
-    maps = engine.prompts[:-1]
+    LongContext(engine, LongContextConfig(strategy=Strategy.RETRIEVE, read_tokens=300)).answer(
+        Request("Which colour is the sky?", documents=(Document("doc", text),)), GenerationConfig(32))
+    maps = [p for p in engine.prompts if "Copy the sentences" in p]
     assert len(maps) > 3
     common = min(len(p) for p in maps)
     for i, chars in enumerate(zip(*maps, strict=False)):
         if len(set(chars)) > 1:
             common = i
             break
-    assert "Summarize the text." in maps[0][:common]  # the instruction is in the shared prefix, before the chunk
+    assert "Which colour is the sky?" in maps[0][:common]  # the instruction is in the shared prefix, before the chunk
 
 
 def test_conversation_window_keeps_latest_turns_and_summarises_the_rest() -> None:
@@ -237,11 +239,15 @@ def test_a_find_all_instruction_works_through_every_part(tmp_path: Path) -> None
     result = run_askgpt(["-t", "0", "-n", "200", "--read-tokens", "400", "--stats", "-f", str(doc),
                          "List all the facts about opening times, closing days and dates."])
     assert result.returncode == 0, result.stderr
-    stats = re.search(rb"long context: map-reduce, [\d,]+ document tokens, (\d+) chunks, \d+ used, (\d+) model calls",
+    stats = re.search(rb"long context: map-reduce, [\d,]+ document tokens, (\d+) chunks, (\d+) used, (\d+) model calls",
                       result.stderr)
     assert stats is not None, result.stderr
-    chunks, calls = int(stats.group(1)), int(stats.group(2))
-    assert chunks >= 2 and calls >= chunks + 1  # a map call per part, then the answer
+    chunks, used, calls = (int(g) for g in stats.groups())
+    assert chunks >= 2 and used >= 3 and calls == 1  # key sentences from every part, then one answer
+    out = result.stdout.decode()
+    quoted = out[out.index("Key sentences, quoted from the input:"):]
+    for fact in facts:  # each part's own fact is among its most distinctive sentences
+        assert re.search(rf"- \[{re.escape(str(doc))}, line \d+\] {re.escape(fact)}\n", quoted), quoted
 
 
 @pytest.mark.model
@@ -264,3 +270,22 @@ def test_bench_needle_prints_the_grid_and_json(tmp_path: Path) -> None:
 def test_bench_needle_rejects_bad_lists() -> None:
     result = run_askgpt(["bench", "needle", "--depths", "0,150"])
     assert result.returncode == 2 and b"between 0 and 100" in result.stderr
+
+
+@settings(max_examples=150, deadline=None)
+@given(TEXTS, st.integers(8, 60))
+def test_key_sentences_are_quoted_exactly_with_their_line(text: str, budget: int) -> None:
+    chunks = chunk_text(text, "doc", word_count, max_tokens=budget, overlap=4)
+    keys = key_sentences(lambda: iter(chunks))
+    lines = text.split("\n")
+    for k in keys:
+        assert k.text in lines[k.line - 1]  # sentences never span lines, so the line holds it whole
+        assert k.score > 0
+    assert [k.seq for k in keys] == sorted(k.seq for k in keys)
+
+
+def test_the_sentence_particular_to_one_part_is_picked() -> None:
+    text = haystack(60, "The lighthouse keeper Marta counted 1911 gulls.", 0.4, seed=2)
+    chunks = chunk_text(text, "doc", word_count, max_tokens=200, overlap=0)
+    keys = key_sentences(lambda: iter(chunks), per_chunk=1)
+    assert "The lighthouse keeper Marta counted 1911 gulls." in [k.text for k in keys]
