@@ -16,7 +16,7 @@ from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import Settings
 
-from .render import Messages, format_quotes, format_stats, make_sink, stream_answer
+from .render import Messages, format_quotes, format_stats, make_sink, neutralize, stream_answer
 
 DEFAULT_SYSTEM = "You are a helpful assistant. Answer concisely and accurately."
 
@@ -95,6 +95,9 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
         engine = engine_factory(ref, EngineConfig(
             n_ctx=opts.ctx if opts.ctx is not None else d.ctx,
             native_log=messages.raw if opts.debug else None,
+            # The built-in model ships with askgpt; any other file's first load is tried in
+            # a child process (runtime.model_guard).
+            trial_cache=None if ref.builtin else settings.paths.cache_dir,
         ))
     load_seconds = time.perf_counter() - started
     info = engine.info
@@ -115,7 +118,8 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
             else:  # lazily, so the spinner covers the whole generation
                 stream_answer(_whole(answer), sink, waiting=messages.status("Writing the answer…"))
             if report is not None and report.quotes:
-                streams.stdout.write(format_quotes(report.quotes))
+                quotes = format_quotes(report.quotes)
+                streams.stdout.write(neutralize(quotes) if streams.stdout_is_terminal else quotes)
                 streams.stdout.flush()
         finally:
             if opts.stats and answer.stats is not None:

@@ -176,7 +176,9 @@ class StreamingMarkdown:
         self._quiet_tty: _QuietTerminal | None = None
 
     def write(self, piece: str) -> None:
-        self._done.append(piece)
+        from .render import neutralize
+
+        self._done.append(neutralize(piece))  # a terminal: no escape sequences from the model
         now = self._clock()
         if now - self._last_draw >= self._min_interval:
             self._last_draw = now

@@ -42,8 +42,11 @@ def read_summary(path: Path) -> GgufSummary:
     """Raises `InputNotFoundError` (exit 3) or `ModelLoadError` (exit 4) for a bad file."""
     import gguf
 
+    from askgpt.runtime.gguf_check import check_gguf
+
     if not path.is_file():
         raise InputNotFoundError(f"model file not found: {path}")
+    check_gguf(path)  # bounded: GGUFReader trusts the counts and lengths it reads
     try:
         reader = gguf.GGUFReader(str(path))
         field = reader.fields.get("general.architecture")

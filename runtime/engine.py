@@ -39,6 +39,9 @@ class EngineConfig:
     # Storage type of the attention cache: "f16" (llama.cpp's default) or "f32", which
     # costs twice the memory and is for exact comparisons (the converter's parity tests).
     kv_type: str = "f16"
+    # Where runtime.model_guard remembers files that loaded safely in a child process;
+    # None skips that check (tests and benchmarks that load known files).
+    trial_cache: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -17,24 +17,10 @@ from typing import Any
 
 from .engine import EmbeddingRows, EngineConfig, ModelInfo, PromptPart, TokenIds
 from .errors import InferenceError, ModelLoadError
+from .gguf_check import check_gguf
+from .model_guard import ensure_loads_safely
 from .models import ModelRef
 from .sampling import SamplingConfig
-
-_GGUF_MAGIC = b"GGUF"
-
-
-def _check_gguf(path: Path) -> None:
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read model file {path}: {exc.strerror}") from exc
-    if magic != _GGUF_MAGIC:
-        raise ModelLoadError(
-            f"{path} is not a GGUF model file",
-            hint="askgpt runs llama.cpp GGUF models; convert the checkpoint to GGUF first",
-        )
-
 
 # ggml's levels since late 2024 (llama-cpp-python's own logger still assumes the
 # older order, which is why some warnings got past its verbose=False).
@@ -91,8 +77,12 @@ _KV_TYPES = {"f32": 0, "f16": 1}  # ggml_type values
 
 
 def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
-    """Load ``ref`` with llama.cpp. Raises `ModelLoadError` on any failure."""
-    _check_gguf(ref.path)
+    """Load ``ref`` with llama.cpp. Raises `ModelLoadError` on any failure. The file's
+    header is checked in Python first (runtime.gguf_check); with ``config.trial_cache``
+    a file's first load runs in a child process (runtime.model_guard)."""
+    check_gguf(ref.path)
+    if config.trial_cache is not None:
+        ensure_loads_safely(ref.path, config.trial_cache)
     try:
         import llama_cpp
     except ImportError as exc:  # pragma: no cover - a broken install
@@ -306,6 +296,16 @@ def quantize_gguf(src: Path, dst: Path, ftype: int, *, threads: int = 0) -> None
     status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if status != 0:
         raise ModelLoadError(f"llama.cpp could not quantize {src.name}: {_native_log.first_error() or status}")
+
+
+def trial_run(path: Path) -> None:
+    """What runtime.model_guard's child process does: load, tokenize, one token."""
+    engine = load_llama_engine(ModelRef(path.stem, path), EngineConfig(n_ctx=512))
+    try:
+        ids = engine.tokenize("Hello", add_bos=engine.info.add_bos, special=False)
+        next(iter(engine.generate([TokenIds(tuple(ids))], SamplingConfig(temperature=0))), None)
+    finally:
+        engine.close()
 
 
 def sequence_logits(engine: LlamaEngine, tokens: Sequence[int]) -> Any:

@@ -123,3 +123,27 @@ def test_real_model_answer_on_a_terminal_matches_the_piped_answer() -> None:
     assert all(w in it for w in seen)
     # ...and it shows (nearly) all of it.
     assert len(seen) >= 0.95 * len(want)
+
+
+HOSTILE = "Title \x1b]0;PWNED\x07 link \x1b]8;;http://evil\x1b\\here\x1b]8;;\x1b\\ wipe \x1b[2J c1 \x9b31m end\n"
+
+
+def test_escape_sequences_from_the_model_are_neutralised_on_a_terminal(tmp_path: Path) -> None:
+    chunks: list[bytes] = []
+    screen = run_in_pty(scripted(tmp_path, HOSTILE, 0.0, "say it"), cols=100, rows=20,
+                        on_output=lambda chunk, send: chunks.append(chunk))
+    raw = b"".join(chunks).decode("utf-8", errors="replace")
+    assert screen.returncode == 0
+    for sequence in ("\x1b]0;PWNED", "\x1b]8;;", "\x1b[2J", "\x9b31m"):
+        assert sequence not in raw, sequence
+    text = "\n".join(screen.transcript)
+    assert "PWNED" in text and "\u241b" in text  # shown, with a visible ESC, not obeyed
+    assert "end" in text
+
+
+def test_piped_output_stays_byte_faithful(tmp_path: Path) -> None:
+    import subprocess
+
+    result = subprocess.run(scripted(tmp_path, HOSTILE, 0.0, "say it"), capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == HOSTILE

@@ -1,0 +1,216 @@
+"""A GGUF file checked in Python before llama.cpp's C++ parser sees it.
+
+ggml's GGUF reader has had header overflows (oversized counts and string
+lengths, tensors past the end of the file). This walk reads the header with
+every length bounded by what is left of the file, so a hostile file costs at
+most one pass over its header and never a large allocation: magic, version,
+counts, key-values (strings, arrays, nesting), tensor names, dimensions, types,
+offsets, alignment, overlaps. It does not judge the weights themselves.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+
+_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUFValueType -> bytes
+_STRING, _ARRAY = 8, 9
+_UINT32 = 4
+_MAX_DIMS = 4  # GGML_MAX_DIMS
+_MAX_NAME = 64  # GGML_MAX_NAME, including the terminating NUL
+_MAX_KEY = 1 << 16
+_MAX_DEPTH = 2  # arrays of arrays at most
+_U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+
+
+class GgufFormatError(ModelLoadError):
+    """A file that is not a well-formed GGUF (exit 4)."""
+
+
+@dataclass(frozen=True)
+class GgufHeader:
+    version: int
+    n_tensors: int
+    n_kv: int
+    alignment: int
+    data_offset: int
+    data_bytes: int  # the tensors' bytes, by their types and shapes
+
+
+class _Reader:
+    """Bounded reads over the memory-mapped file (pages are read only as the walk needs them)."""
+
+    def __init__(self, buf: mmap.mmap | bytes, size: int, name: str) -> None:
+        self.buf, self.size, self.name = buf, size, name
+        self.pos = 0
+
+    def fail(self, what: str) -> GgufFormatError:
+        return GgufFormatError(f"{self.name} is not a valid GGUF file: {what} (at byte {self.pos:,})",
+                               hint="the file may be truncated or damaged; download or convert it again")
+
+    def left(self) -> int:
+        return self.size - self.pos
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or n > self.left():
+            raise self.fail(f"{what} runs past the end of the file")
+        data = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return bytes(data)
+
+    def skip(self, n: int, what: str) -> None:
+        if n < 0 or n > self.left():
+            raise self.fail(f"{what} runs past the end of the file")
+        self.pos += n
+
+    def u32(self, what: str) -> int:
+        if self.left() < 4:
+            raise self.fail(f"{what} runs past the end of the file")
+        self.pos += 4
+        return int(_U32.unpack_from(self.buf, self.pos - 4)[0])
+
+    def u64(self, what: str) -> int:
+        if self.left() < 8:
+            raise self.fail(f"{what} runs past the end of the file")
+        self.pos += 8
+        return int(_U64.unpack_from(self.buf, self.pos - 8)[0])
+
+    def string(self, what: str, limit: int) -> str:
+        n = self.u64(f"{what} length")
+        if n > limit:
+            raise self.fail(f"{what} is {n:,} bytes long")
+        try:
+            return self.take(n, what).decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(f"{what} is not UTF-8") from None
+
+    def skip_string(self, what: str) -> None:
+        self.skip(self.u64(f"{what} length"), what)
+
+
+def _value(r: _Reader, kind: int, what: str, depth: int = 0) -> int | None:
+    """Skip one value of ``kind``; return it when it is a uint32 (for general.alignment)."""
+    if kind in _SCALAR:
+        raw = r.take(_SCALAR[kind], what)
+        if kind != _UINT32:
+            return None
+        value = int(struct.unpack("<I", raw)[0])
+        if value >= 1 << 31 and depth == 0:  # llama.cpp reads counts and sizes into int32
+            raise r.fail(f"{what} is out of range ({value:,})")
+        return value
+    if kind == _STRING:
+        r.skip_string(what)
+        return None
+    if kind != _ARRAY:
+        raise r.fail(f"{what} has unknown type {kind}")
+    if depth >= _MAX_DEPTH:
+        raise r.fail(f"{what} nests arrays too deeply")
+    elem = r.u32(f"{what} element type")
+    count = r.u64(f"{what} length")
+    if elem in _SCALAR:
+        r.skip(count * _SCALAR[elem], what)
+    elif elem in (_STRING, _ARRAY):
+        if count > r.left() // 8:  # every element needs at least 8 bytes: no loop of 2^60 turns
+            raise r.fail(f"{what} claims {count:,} elements")
+        if elem == _STRING:  # vocabularies: 100k+ strings, so a tight loop
+            buf, pos, end, unpack = r.buf, r.pos, r.size, _U64.unpack_from
+            for _ in range(count):
+                if end - pos < 8:
+                    raise r.fail(f"{what} runs past the end of the file")
+                pos += 8 + unpack(buf, pos)[0]
+                if pos > end:
+                    raise r.fail(f"{what} runs past the end of the file")
+            r.pos = pos
+        else:
+            for _ in range(count):
+                _value(r, elem, what, depth + 1)
+    else:
+        raise r.fail(f"{what} has unknown element type {elem}")
+    return None
+
+
+def check_gguf(path: Path) -> GgufHeader:
+    """Raises `GgufFormatError` (exit 4), or `ModelLoadError` when the file cannot be read."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            buf: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc.strerror}") from exc
+    try:
+        return _walk(path, _Reader(buf, size, path.name), GGML_QUANT_SIZES, GGMLQuantizationType)
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+
+
+def _walk(path: Path, r: _Reader, quant_sizes: Any, quant_type: Any) -> GgufHeader:
+    size = r.size
+    if r.left() < 4 or r.take(4, "magic") != b"GGUF":
+        raise GgufFormatError(f"{path} is not a GGUF model file",
+                              hint="askgpt runs llama.cpp GGUF models; convert the checkpoint to GGUF first")
+    version = r.u32("version")
+    if version not in (2, 3):
+        raise r.fail(f"version {version} is not supported (2 and 3 are)")
+    n_tensors, n_kv = r.u64("tensor count"), r.u64("key-value count")
+    if n_kv > r.left() // 13 or n_tensors > r.left() // 24:  # the smallest possible entries
+        raise r.fail(f"it claims {n_kv:,} key-values and {n_tensors:,} tensors")
+    alignment = 32
+    keys: set[str] = set()
+    for i in range(n_kv):
+        key = r.string(f"key {i}", _MAX_KEY)
+        if not key or key in keys:
+            raise r.fail(f"key {key!r} is empty or repeated")
+        keys.add(key)
+        kind = r.u32(f"type of {key}")
+        value = _value(r, kind, key)
+        if key == "general.alignment":
+            if value is None or value == 0 or value & (value - 1):
+                raise r.fail("general.alignment is not a power of two")
+            alignment = value
+    tensors: list[tuple[int, int, str]] = []
+    names: set[str] = set()
+    for i in range(n_tensors):
+        name = r.string(f"tensor {i} name", _MAX_NAME - 1)
+        if name in names:
+            raise r.fail(f"tensor {name!r} is repeated")
+        names.add(name)
+        n_dims = r.u32(f"{name} dimension count")
+        if not 1 <= n_dims <= _MAX_DIMS:
+            raise r.fail(f"tensor {name} has {n_dims} dimensions")
+        dims = [r.u64(f"{name} dimension") for _ in range(n_dims)]
+        count = 1
+        for d in dims:
+            count *= d
+        if count >= 1 << 62:
+            raise r.fail(f"tensor {name} has {count:,} elements")
+        kind = r.u32(f"{name} type")
+        try:
+            block, block_bytes = quant_sizes[quant_type(kind)]
+        except (ValueError, KeyError):
+            raise r.fail(f"tensor {name} has unknown type {kind}") from None
+        if dims[0] % block:
+            raise r.fail(f"tensor {name}'s rows ({dims[0]}) are not whole blocks of {block}")
+        offset = r.u64(f"{name} offset")
+        if offset % alignment:
+            raise r.fail(f"tensor {name} is not aligned to {alignment} bytes")
+        tensors.append((offset, count // block * block_bytes, name))
+    data_offset = -(-r.pos // alignment) * alignment
+    data_room = size - data_offset
+    end = 0
+    for offset, nbytes, name in sorted(tensors):
+        if offset < end:
+            raise r.fail(f"tensor {name} overlaps the tensor before it")
+        end = offset + nbytes
+        if end > data_room:
+            raise GgufFormatError(f"{path.name} is not a valid GGUF file: tensor {name} runs past the end "
+                                  f"of the file (truncated?)", hint="download or convert it again")
+    return GgufHeader(version, n_tensors, n_kv, alignment, data_offset, sum(t[1] for t in tensors))

@@ -1,0 +1,183 @@
+"""The safety corpus: malformed GGUF files and images, hostile templates, odd stdin.
+
+Every case must end in a documented exit code with at most one line on stderr:
+never a traceback, never a process killed by a signal. `python benchmarks/safety.py`
+runs the whole corpus through the CLI; these tests run all of it through the
+validators and the part that gets past them through the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_askgpt
+from gguf_corpus import cases as gguf_cases
+from gguf_corpus import write_base
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from image_corpus import cases as image_cases
+
+from askgpt.runtime.errors import AskgptError, ExitCode
+from askgpt.runtime.gguf_check import GgufFormatError, check_gguf
+from askgpt.runtime.model_guard import VERDICTS_FILE, ensure_loads_safely
+from askgpt.vision.images import load_image
+
+REPO = Path(__file__).resolve().parent.parent
+DOCUMENTED = {ExitCode.OK, ExitCode.RUNTIME_ERROR, ExitCode.USAGE_ERROR, ExitCode.NOT_FOUND, ExitCode.MODEL_FAILURE}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("corpus") / "base.gguf"
+    write_base(path)
+    return path.read_bytes()
+
+
+def assert_clean(result: subprocess.CompletedProcess[bytes], name: str) -> None:
+    err = result.stderr.decode(errors="replace")
+    assert result.returncode >= 0, f"{name}: killed by signal {-result.returncode}"
+    assert result.returncode in DOCUMENTED, f"{name}: exit {result.returncode}"
+    assert "Traceback" not in err, f"{name}: {err}"
+    if result.returncode != 0:
+        errors = [line for line in err.splitlines() if line.startswith("askgpt: error")]
+        assert len(errors) == 1, f"{name}: {err}"
+
+
+def test_the_base_model_is_valid_and_answers(tmp_path: Path, base: bytes) -> None:
+    model = tmp_path / "base.gguf"
+    model.write_bytes(base)
+    assert check_gguf(model).n_tensors == 11
+    result = run_askgpt(["-m", str(model), "-n", "3", "-t", "0", "hi"], env={"ASKGPT_HOME": str(tmp_path / "h")})
+    assert_clean(result, "base")
+    assert result.returncode == 0
+
+
+def test_every_malformed_gguf_is_refused_or_fails_cleanly(tmp_path: Path, base: bytes) -> None:
+    refused, passed = 0, []
+    corpus = list(gguf_cases(base))
+    assert len(corpus) >= 200
+    for name, data in corpus:
+        path = tmp_path / f"{name}.gguf"
+        path.write_bytes(data)
+        try:
+            check_gguf(path)
+            passed.append(path)
+        except GgufFormatError as exc:
+            assert exc.exit_code == ExitCode.MODEL_FAILURE
+            refused += 1
+    assert refused >= 0.9 * len(corpus)
+    # What the header walk lets through (bytes flipped inside values) reaches llama.cpp:
+    # through the CLI, with the first load in a child process.
+    env = {"ASKGPT_HOME": str(tmp_path / "home")}
+    for path in passed:
+        assert_clean(run_askgpt(["-m", str(path), "-n", "2", "-t", "0", "hi"], env=env, timeout=300), path.name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_gguf_validator_only_ever_raises_its_own_error(tmp_path_factory: pytest.TempPathFactory,
+                                                           base: bytes, data: st.DataObject) -> None:
+    blob = bytearray(base[: data.draw(st.integers(0, len(base)))])
+    for _ in range(data.draw(st.integers(0, 6))):
+        if blob:
+            blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    path = tmp_path_factory.mktemp("fuzz") / "f.gguf"
+    path.write_bytes(bytes(blob))
+    try:
+        check_gguf(path)
+    except GgufFormatError:
+        pass
+
+
+def test_a_crash_in_llama_cpp_becomes_one_line_and_a_good_file_is_vouched_for_once(tmp_path: Path,
+                                                                                   base: bytes) -> None:
+    good = tmp_path / "good.gguf"
+    good.write_bytes(base)
+    assert ensure_loads_safely(good, tmp_path) is True
+    assert ensure_loads_safely(good, tmp_path) is False  # remembered: no second child
+    assert str(good.resolve()) in (tmp_path / VERDICTS_FILE).read_text()
+
+
+def test_every_odd_image_loads_or_is_one_clean_error(tmp_path: Path) -> None:
+    corpus = list(image_cases())
+    assert len(corpus) >= 50
+    failures = 0
+    for name, data in corpus:
+        path = tmp_path / name
+        path.write_bytes(data)
+        try:
+            load_image(str(path))
+        except AskgptError as exc:
+            assert exc.exit_code in DOCUMENTED and "\n" not in exc.message, name
+            failures += 1
+    assert failures >= 40
+    for name in ("bomb.png", "truncated-50.jpg", "text.png"):
+        result = run_askgpt(["-i", str(tmp_path / name), "--ocr", "off", "what is this?"],
+                            env={"ASKGPT_HOME": str(tmp_path / "home")})
+        assert_clean(result, name)
+        assert result.returncode == ExitCode.RUNTIME_ERROR
+
+
+@pytest.mark.parametrize("stdin", [
+    b"\x00\x01\x02 binary \xff\xfe\x00 with NUL bytes",
+    "\ufeffUTF-16 with a byte-order mark".encode("utf-16"),
+    b"caf\xe9 latin-1 bytes",
+    b"",
+])
+def test_odd_stdin_is_decoded_or_ignored_never_a_traceback(stdin: bytes, tmp_path: Path) -> None:
+    result = run_askgpt(["-n", "3", "-t", "0", "what is this?"], input=stdin,
+                        env={"ASKGPT_HOME": str(tmp_path / "home")})
+    assert_clean(result, repr(stdin[:10]))
+    assert result.returncode == 0
+
+
+def test_a_model_file_s_hostile_chat_template_does_nothing(tmp_path: Path) -> None:
+    import gguf
+
+    marker = tmp_path / "pwned"
+    hostile = ("{{ ''.__class__.__mro__[1].__subclasses__() }}{{ cycler.__init__.__globals__.os.system('touch "
+               + str(marker) + "') }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    model = tmp_path / "hostile.gguf"
+    write_base(model)
+    reader = gguf.GGUFReader(str(model))
+    writer = gguf.GGUFWriter(str(tmp_path / "hostile2.gguf"), "llama")
+    for field in reader.fields.values():  # copy every key, and add the template
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        kind = field.types[0]
+        value = field.contents()
+        if kind == gguf.GGUFValueType.ARRAY:
+            writer.add_array(field.name, value)
+        else:
+            writer.add_key_value(field.name, value, kind)
+    writer.add_chat_template(hostile)
+    for t in reader.tensors:
+        writer.add_tensor(t.name, t.data, raw_shape=list(reversed([int(d) for d in t.shape])), raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    result = run_askgpt(["-m", str(tmp_path / "hostile2.gguf"), "-n", "2", "hi"],
+                        env={"ASKGPT_HOME": str(tmp_path / "home")})
+    assert_clean(result, "hostile template")
+    assert result.returncode != 0 and b"template" in result.stderr
+    assert not marker.exists()
+
+
+def test_no_code_path_renders_templates_outside_the_sandbox() -> None:
+    """Jinja is used only through runtime/chat.py's sandboxed environment, and llama-cpp-python's
+    own chat formatting (which renders the model's template itself) is never called."""
+    offenders = []
+    for path in [*REPO.glob("cli/*.py"), *REPO.glob("runtime/*.py"), *REPO.glob("vision/*.py"),
+                 *REPO.glob("convert/*.py")]:
+        text = path.read_text()
+        if re.search(r"jinja2\.(Environment|Template)\b|from jinja2 import .*\b(Environment|Template)\b", text):
+            offenders.append(path.name)
+        if re.search(r"create_chat_completion|chat_format|Jinja2ChatFormatter", text):
+            offenders.append(path.name)
+    assert offenders == []
+    chat = (REPO / "runtime" / "chat.py").read_text()
+    assert "ImmutableSandboxedEnvironment(" in chat
