@@ -1,3 +1,3 @@
-from askgpt.cli.app import main
+from askgpt.cli.entry import main
 
 main()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from askgpt.runtime.errors import AskgptError, ExitCode, UsageError
-from askgpt.runtime.files import atomic_write_with
+from askgpt.runtime.files import atomic_write_with, remove_stale_temporaries
 from askgpt.runtime.system import peak_rss_mb
 
 from .gguf_file import read_summary
@@ -380,6 +381,7 @@ def convert_hf(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer,
         raise ConvertError(f"{dst} exists", hint="pass --force to replace it")
     folder = dst.parent if str(dst.parent) else Path(".")
     check_writable(folder)
+    remove_stale_temporaries(dst)
     read_config(src)
     source = open_checkpoint(src, trust_pickle=trust_pickle)
     n_params = sum(int(np.prod(source.shape(n))) for n in source.names())
@@ -394,10 +396,21 @@ def convert_hf(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer,
         verify({n: shape for n, (_, shape) in written.items()}, tmp,
                types={n: t for n, (t, _) in written.items()})
 
+    try:
+        _write_outputs(dst, folder, out_type, float_type, write_float, quantizer, progress)
+    except OSError as exc:  # a full disk, a vanished folder: the destination is untouched
+        raise ConvertError(f"writing {dst} failed: {exc.strerror or exc}",
+                           hint="free some space or write elsewhere") from exc
+    return ConvertSummary(src.resolve().name, source.file_bytes, read_summary(dst), out_type,
+                          time.perf_counter() - started, peak_rss_mb())
+
+
+def _write_outputs(dst: Path, folder: Path, out_type: OutputType, float_type: str,
+                   write_float: Callable[[Path], None], quantizer: Quantizer, progress: Progress | None) -> None:
     if out_type.name in FLOAT_TYPES:
         atomic_write_with(dst, write_float)
     else:
-        staged = folder / f".{dst.name}.{float_type}.gguf"
+        staged = folder / f".{dst.name}.{os.getpid()}.{float_type}.tmp"  # stale ones are found like temporaries
         try:
             atomic_write_with(staged, write_float)
             staged_summary = read_summary(staged)
@@ -411,8 +424,6 @@ def convert_hf(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer,
             atomic_write_with(dst, write_quant)
         finally:
             staged.unlink(missing_ok=True)
-    return ConvertSummary(src.resolve().name, source.file_bytes, read_summary(dst), out_type,
-                          time.perf_counter() - started, peak_rss_mb())
 
 
 def _write_metadata(w: Any, cfg: HfConfig, vocab: Vocabulary, folder: Path, out_type: str) -> None:

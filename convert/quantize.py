@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from askgpt.runtime.errors import AskgptError, ExitCode
-from askgpt.runtime.files import atomic_write_with
+from askgpt.runtime.files import atomic_write_with, remove_stale_temporaries
 from askgpt.runtime.system import peak_rss_mb
 
 from .gguf_file import GgufSummary, read_summary
@@ -121,6 +121,7 @@ def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *
         raise ConvertError("the output would overwrite the input", hint="choose another output path")
     folder = dst.parent if str(dst.parent) else Path(".")
     check_writable(folder)
+    remove_stale_temporaries(dst)
     estimate = int(source.n_params * max(out_type.bits, 4.0) / 8 * 1.15) + (8 << 20)
     check_free_space(folder, estimate)
     started = time.perf_counter()
@@ -129,6 +130,10 @@ def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *
         run_interruptibly(lambda: quantizer(src, tmp, out_type.ftype))
         verify({t.name: t.shape for t in source.tensors}, tmp)
 
-    atomic_write_with(dst, write)
+    try:
+        atomic_write_with(dst, write)
+    except OSError as exc:  # a full disk, a vanished folder: the destination is untouched
+        raise ConvertError(f"writing {dst} failed: {exc.strerror or exc}",
+                           hint="free some space or write elsewhere") from exc
     output = read_summary(dst)
     return ConvertSummary(src.name, source.size, output, out_type, time.perf_counter() - started, peak_rss_mb())

@@ -20,7 +20,7 @@ from typing import BinaryIO
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """``with atomic_write(p) as fh: fh.write(...)``; ``p`` appears only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -37,6 +37,38 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
     _fsync_dir(path.parent)
 
 
+def _temp_prefix(path: Path) -> str:
+    # The writer's pid in the name lets a later run tell a dead writer's leftover
+    # (kill -9 runs no cleanup) from a file another process is still writing.
+    return f".{path.name}.{os.getpid()}."
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporary files left beside ``path`` by writers that no longer run."""
+    removed = []
+    # ".NAME.PID.xxxx.tmp", and the temporaries of files staged as ".NAME.PID.*.tmp"
+    for tmp in path.parent.glob(f".*{path.name}.*.tmp"):
+        pid_text = tmp.name.split(f"{path.name}.", 1)[1].split(".", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or we cannot tell: leave its file
+    return True
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_write(path) as fh:
         fh.write(data)
@@ -45,7 +77,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
     """For writers that want a path (e.g. onnxruntime's quantizer): ``write(tmp)``, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

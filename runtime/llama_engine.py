@@ -10,8 +10,11 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import signal
+import threading
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -166,12 +169,15 @@ class LlamaEngine:
             min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
         )
         if all(isinstance(p, TokenIds) for p in prompt):
-            # Pure text: llama-cpp-python reuses the KV cache for a shared prefix.
+            # Pure text: the cached prefix is kept, the rest read here (where Ctrl-C can stop
+            # it); llama-cpp-python's generate then finds all but the last token cached.
             ids = [t for p in prompt for t in p.ids]  # type: ignore[union-attr]
             n_prompt = len(ids)
+            self._prefill(ids[:-1])
             stream = llm.generate(ids, reset=True, **kwargs)
         else:
-            self._eval_parts(prompt)
+            with self._interruptible():
+                self._eval_parts(prompt)
             n_prompt = llm.n_tokens
             stream = llm.generate([], reset=False, **kwargs)
         n_ctx = self._info.n_ctx
@@ -223,6 +229,61 @@ class LlamaEngine:
         logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
         shifted = logits - logits.max()
         return shifted - np.log(np.exp(shifted).sum())
+
+    def _prefill(self, ids: list[int]) -> None:
+        """Evaluate ``ids`` after the longest prefix already in the cache."""
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        common = 0
+        for a, b in zip(cached, ids, strict=False):
+            if a != b:
+                break
+            common += 1
+        llm.n_tokens = common  # eval drops every cached position from here on
+        if common < len(ids):
+            try:
+                with self._interruptible():
+                    llm.eval(ids[common:])
+            except RuntimeError as exc:
+                raise InferenceError(f"llama.cpp failed to evaluate the prompt: {exc}") from exc
+
+    @contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Let Ctrl-C stop a long prompt evaluation between two nodes of the compute
+        graph, instead of after the whole batch (512 tokens can take seconds).
+
+        llama.cpp calls an abort callback between graph nodes, from the thread that
+        called llama_decode: here the main thread, so Python runs its SIGINT handler
+        there, which only sets a flag; the callback returns it and llama_decode stops.
+        Only while reading a prompt: per generated token the ~600 callbacks would cost
+        a tenth of the speed."""
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+        lib = self._lib
+        asked: list[int] = []
+
+        def on_sigint(signum: int, _frame: object) -> None:
+            asked.append(signum)
+
+        @lib.ggml_abort_callback
+        def should_abort(_data: object) -> bool:
+            return bool(asked)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        lib.llama_set_abort_callback(self._llm.ctx, should_abort, None)
+        try:
+            yield
+        except (RuntimeError, InferenceError):
+            if asked:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            lib.llama_set_abort_callback(self._llm.ctx, lib.ggml_abort_callback(), None)
+            signal.signal(signal.SIGINT, previous)
+        if asked:  # it came after the last node
+            raise KeyboardInterrupt
 
     def _eval_parts(self, prompt: Sequence[PromptPart]) -> None:
         """Decode mixed text/embedding prompts run by run (one batch cannot mix them)."""

@@ -59,6 +59,9 @@ def ensure_loads_safely(path: Path, cache_dir: Path, *, timeout: float = 300.0) 
         raise ModelLoadError(f"llama.cpp crashed ({name}) while loading {path.name}",
                              hint="the file is damaged or made for another llama.cpp version")
     if result.returncode == 0:
-        # Keep the list short: the newest 256 files.
-        atomic_write_bytes(verdicts, ("\n".join([*known[-255:], key]) + "\n").encode())
+        try:  # keep the list short: the newest 256 files
+            atomic_write_bytes(verdicts, ("\n".join([*known[-255:], key]) + "\n").encode())
+        except OSError:
+            pass  # a full disk or a read-only cache: the next run checks again
+
     return True

@@ -32,13 +32,14 @@ def _byte_tokens() -> list[str]:
     return [table[b] for b in range(256)]
 
 
-def write_base(path: Path, *, seed: int = 0) -> None:
-    """A one-layer Llama with a 258-token byte vocabulary: llama.cpp loads and runs it."""
+def write_base(path: Path, *, seed: int = 0, arch: str = "llama") -> None:
+    """A one-layer Llama with a 258-token byte vocabulary: llama.cpp loads and runs it
+    (``arch`` other than "llama" makes a well-formed file llama.cpp refuses)."""
     import gguf
 
     rng = np.random.default_rng(seed)
     n_vocab, n_embd, n_ff, n_head = 258, 32, 64, 2
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), arch)
     w.add_name("corpus-base")
     w.add_context_length(512)
     w.add_embedding_length(n_embd)

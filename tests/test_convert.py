@@ -111,7 +111,7 @@ def test_quality_report_shows_more_loss_for_fewer_bits(ladder: Path, tmp_path: P
 @pytest.mark.parametrize("make, code, words", [
     (lambda d: (d / "missing.gguf", d / "out.gguf"), 3, "not found"),
     (lambda d: ((d / "junk.gguf").write_bytes(b"GGUF" + b"\xff" * 64) and d / "junk.gguf", d / "out.gguf"), 4,
-     "not a readable GGUF"),
+     "not a valid GGUF file"),
     (lambda d: (builtin_model().path, d / "no-such-folder" / "out.gguf"), 1, "does not exist"),
     (lambda d: (builtin_model().path, builtin_model().path), 1, "exists"),
 ])

@@ -373,3 +373,98 @@ def test_sentencepiece_model_tokenizes_and_runs_as_in_transformers(tmp_path: Pat
         engine.close()
     tokens = [1, *sp.encode(" ".join(TEXTS[:3]))][:120]
     assert np.abs(llama_logits(out, tokens) - hf_logits(model, tokens)).max() <= 1e-3
+
+
+# --- interruptions, kills and a full disk: never a partial file at the destination ------------------------
+
+def _valid_or_absent(path: Path) -> bool:
+    from askgpt.runtime.gguf_check import check_gguf
+
+    if not path.exists():
+        return True
+    check_gguf(path)  # raises on a partial or corrupt file
+    return read_summary(path).n_params > 0
+
+
+def test_ctrl_c_and_kill_at_random_points_leave_nothing_partial(tmp_path: Path, hf_tokenizer: Any) -> None:
+    import random
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ASKGPT_BIN
+
+    folder = tmp_path / "hf"
+    tiny_model("llama", hf_tokenizer, folder, hidden_size=256, intermediate_size=512, num_hidden_layers=4)
+    rng = random.Random(7)
+    outcomes = []
+    for run in range(24):
+        out_dir = tmp_path / f"out{run}"
+        out_dir.mkdir()
+        dst = out_dir / "m.gguf"
+        sig = signal.SIGINT if run % 2 == 0 else signal.SIGKILL
+        proc = subprocess.Popen([ASKGPT_BIN, "convert", "hf", str(folder), str(dst), "--type", "Q8_0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 4.0))
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        outcomes.append((sig.name, proc.returncode))
+        assert _valid_or_absent(dst), (run, err)
+        assert b"Traceback" not in err, err
+        if sig == signal.SIGINT:
+            assert proc.returncode in (0, ExitCode.INTERRUPTED), (proc.returncode, err)
+            if proc.returncode != 0:  # an orderly stop removes its temporary files
+                assert list(out_dir.iterdir()) == [], list(out_dir.iterdir())
+    assert any(code == ExitCode.INTERRUPTED for _, code in outcomes)  # some runs were cut mid-way
+
+
+def test_a_full_disk_leaves_the_previous_file_intact(tmp_path: Path, hf_tokenizer: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import gguf
+
+    folder = tmp_path / "hf"
+    tiny_model("llama", hf_tokenizer, folder)
+    dst = tmp_path / "out" / "m.gguf"
+    dst.parent.mkdir()
+    convert_hf(folder, dst, output_type("F16"), quantizer)
+    before = dst.read_bytes()
+    written = 0
+    original = gguf.GGUFWriter.write_tensor_data
+
+    def full_disk(self: Any, tensor: Any, *args: Any, **kwargs: Any) -> None:
+        nonlocal written
+        written += 1
+        if written > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, tensor, *args, **kwargs)
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensor_data", full_disk)
+    with pytest.raises(Exception, match="No space left on device") as info:
+        convert_hf(folder, dst, output_type("F16"), quantizer, force=True)
+    assert info.value.exit_code == ExitCode.RUNTIME_ERROR  # type: ignore[attr-defined]
+    assert dst.read_bytes() == before
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["m.gguf"]
+
+
+def test_a_killed_writer_s_leftovers_are_removed_by_the_next_run(tmp_path: Path, hf_tokenizer: Any) -> None:
+    import subprocess
+    import sys
+
+    from askgpt.runtime.files import remove_stale_temporaries
+
+    folder = tmp_path / "hf"
+    tiny_model("llama", hf_tokenizer, folder)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has exited
+    stale = [out / f".m.gguf.{dead_pid}.abc123.tmp", out / f".m.gguf.{dead_pid}.F16.tmp",
+             out / f"..m.gguf.{dead_pid}.F16.tmp.{dead_pid}.xyz.tmp"]
+    live = out / f".m.gguf.{os.getpid()}.busy.tmp"  # a writer that still runs: left alone
+    for p in [*stale, live]:
+        p.write_bytes(b"partial")
+    convert_hf(folder, out / "m.gguf", output_type("Q8_0"), quantizer)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["m.gguf", live.name])
+    assert remove_stale_temporaries(out / "m.gguf") == []

@@ -10,7 +10,7 @@ from conftest import builtin_without, run_askgpt
 from askgpt.runtime.engine import EngineConfig
 from askgpt.runtime.errors import ModelLoadError
 from askgpt.runtime.llama_engine import load_llama_engine
-from askgpt.runtime.models import ModelRef, builtin_model
+from askgpt.runtime.models import ModelRef
 
 pytestmark = pytest.mark.model
 
@@ -59,12 +59,14 @@ def test_native_lines_go_to_the_configured_sink_in_process(model_without_pretoke
 
 
 def test_a_load_error_carries_llama_cpp_s_own_reason(tmp_path: Path) -> None:
-    cut = tmp_path / "cut.gguf"
-    with builtin_model().path.open("rb") as fh:
-        cut.write_bytes(fh.read(2_000_000))
+    from gguf_corpus import write_base
+
+    cut = tmp_path / "cut.gguf"  # well formed (askgpt's header check passes it), but of no known architecture
+    write_base(cut, arch="nosucharch")
     with pytest.raises(ModelLoadError) as err:
         load_llama_engine(ModelRef("cut", cut), EngineConfig(n_ctx=512))
     message = err.value.message
     assert message.startswith("llama.cpp could not load cut.gguf: ")
+    assert "nosucharch" in message
     # llama.cpp's first error line says why, not only that loading failed.
     assert "Failed to load model from file" not in message and "\n" not in message

@@ -181,3 +181,116 @@ def test_no_code_path_renders_templates_outside_the_sandbox() -> None:
     assert offenders == []
     chat = (REPO / "runtime" / "chat.py").read_text()
     assert "ImmutableSandboxedEnvironment(" in chat
+
+
+@pytest.mark.model
+def test_ctrl_c_while_a_long_prompt_is_read_stops_within_a_second(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from conftest import ASKGPT_BIN
+    from test_longdoc import haystack
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text(haystack(90, "The code is 4417.", 0.5, seed=1))  # about 4,000 tokens, read whole
+    proc = subprocess.Popen([ASKGPT_BIN, "--ctx", "8192", "--read-tokens", "7000", "--strategy", "stuff",
+                             "-f", str(doc), "What is the code?"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**__import__("os").environ, "ASKGPT_HOME": str(tmp_path / "home")})
+    time.sleep(2.0)  # loaded, and reading the prompt (4,000 tokens take several seconds on 2 cores)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    took = time.perf_counter() - sent
+    assert proc.returncode == 130, err
+    assert took < 1.5, took
+    assert b"Traceback" not in err and b"interrupted" in err
+
+
+def _interrupt_after(seconds: float) -> list[float]:
+    """Send this process SIGINT after ``seconds``; the list receives when it was sent."""
+    import os
+    import signal
+    import threading
+    import time
+
+    sent: list[float] = []
+
+    def fire() -> None:
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Timer(seconds, fire).start()
+    return sent
+
+
+def test_ctrl_c_while_reading_a_long_page_of_text_in_an_image_stops_within_a_second() -> None:
+    import time
+
+    import numpy as np
+    from rendered_images import _draw
+
+    from askgpt.vision.images import LoadedImage
+    from askgpt.vision.ocr import OcrReader
+
+    reader = OcrReader(threads=2)
+    page = _draw([f"Line {i}: the quick brown fox jumps over the lazy dog {i * 7}" for i in range(60)], width=1400)
+    image = LoadedImage("page.png", np.asarray(page), "PNG", "0")
+    start = time.perf_counter()
+    reader.encode(image)
+    whole = time.perf_counter() - start
+    assert whole > 1.5  # long enough that an interrupt lands mid-way
+    sent = _interrupt_after(0.5)
+    with pytest.raises(KeyboardInterrupt):
+        reader.encode(image)
+        time.sleep(5)  # (if encoding finished first, the interrupt lands here)
+    assert time.perf_counter() - sent[0] < 1.0
+
+
+def test_ctrl_c_while_a_model_loads_stops_within_a_second() -> None:
+    import time
+
+    from askgpt.runtime.engine import EngineConfig
+    from askgpt.runtime.llama_engine import load_llama_engine
+    from askgpt.runtime.models import builtin_model
+
+    sent = _interrupt_after(0.05)
+    with pytest.raises(KeyboardInterrupt):
+        engine = load_llama_engine(builtin_model(), EngineConfig(n_ctx=2048))
+        engine.close()
+        time.sleep(5)
+    assert time.perf_counter() - sent[0] < 1.0
+
+
+def test_a_full_disk_while_writing_leaves_the_previous_file_and_no_temporary(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import askgpt.runtime.files as files
+
+    target = tmp_path / "cache" / "fit.npz"
+    files.atomic_write_bytes(target, b"old")
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", no_space)
+    for write in (lambda: files.atomic_write_bytes(target, b"new" * 1000),
+                  lambda: files.atomic_write_with(target, lambda tmp: tmp.write_bytes(b"new"))):
+        with pytest.raises(OSError, match="No space"):
+            write()
+        assert target.read_bytes() == b"old"
+        assert [p.name for p in target.parent.iterdir()] == ["fit.npz"]
+
+
+def test_every_file_askgpt_writes_goes_through_the_atomic_writer() -> None:
+    """Converted models, encoder graphs, projector fits and the model verdicts all use
+    runtime/files.py; the only other writer is the spool of a large stdin (a temporary
+    file by design)."""
+    writers = re.compile(r"\.write_(bytes|text)\(|open\([^)]*[\"'][wa]b?[\"']|os\.fdopen\(")
+    found = []
+    for path in [*REPO.glob("cli/*.py"), *REPO.glob("runtime/*.py"), *REPO.glob("vision/*.py"),
+                 *REPO.glob("convert/*.py")]:
+        for line in path.read_text().splitlines():
+            if writers.search(line):
+                found.append(f"{path.parent.name}/{path.name}")
+    assert sorted(set(found)) == ["runtime/files.py", "runtime/streaming.py"], found

@@ -14,7 +14,7 @@ HEAVY = ("llama_cpp", "onnxruntime", "torch", "open_clip", "PIL", "numpy")
 PROBE = """
 import sys
 sys.argv = ["askgpt", *{args!r}]
-from askgpt.cli.app import main
+from askgpt.cli.entry import main
 try:
     main()
 except SystemExit as exc:
@@ -54,7 +54,7 @@ else:
     sys.exit("block failed")
 attempts.clear()
 sys.argv = ["askgpt", *{args!r}]
-from askgpt.cli.app import main
+from askgpt.cli.entry import main
 try:
     main()
 except SystemExit as exc:

@@ -1,0 +1,17 @@
+"""The `askgpt` console script. It imports the app inside a handler, so a Ctrl-C in
+the first moments (while Python imports askgpt) is one line and exit 130, not a
+KeyboardInterrupt traceback."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    try:
+        from .app import main as run
+
+        run()
+    except KeyboardInterrupt:
+        sys.stderr.write("askgpt: interrupted\n")
+        raise SystemExit(130) from None
