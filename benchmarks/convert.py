@@ -22,6 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from hf_round_trip import save_builtin_as_hf  # noqa: E402
+
 
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors")
@@ -52,16 +56,7 @@ def main() -> None:
     tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
 
     smol = work / "smollm2-135m-hf"
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                              dtype=torch.float32)
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = transformers.LlamaForCausalLM(config)
-    plain.load_state_dict(model.state_dict())
-    plain.save_pretrained(smol)
-    tok.save_pretrained(smol)
-    del model, plain
+    save_builtin_as_hf(smol, tok)
     print(f"135M round trip: {folder_size(smol) / 1e6:,.1f} MB of float32 safetensors")
     for out_type in ("F16", "Q4_K_M"):
         convert(smol, work / f"smol-{out_type}.gguf", out_type)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import run_askgpt
+from hf_round_trip import save_builtin_as_hf
 
 from askgpt.convert.gguf_file import read_summary
 from askgpt.convert.hf import convert_hf, permute_rows, pre_tokenizer_name
@@ -295,20 +296,8 @@ def test_builtin_model_round_trip_through_transformers(tmp_path: Path, hf_tokeni
     from askgpt.runtime.llama_engine import sequence_logprobs
 
     path = builtin_model().path
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                              dtype=torch.float32)
     folder = tmp_path / "smollm2-hf"
-    # transformers marks a GGUF-loaded model as not serialisable; a plain copy of its
-    # (dequantized) weights is
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = transformers.LlamaForCausalLM(config)
-    plain.load_state_dict(model.state_dict())
-    plain.save_pretrained(folder)
-    del plain
-    hf_tokenizer.save_pretrained(folder)
-    del model
+    save_builtin_as_hf(folder, hf_tokenizer)
     # llama.cpp's own dequantization of the same weights: the F32 round trip must equal it
     dequantized = tmp_path / "builtin-f32.gguf"
     quantize_gguf(path, dequantized, output_type("F32").ftype)
