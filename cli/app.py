@@ -197,7 +197,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--strategy", metavar="auto|stuff|retrieve|map-reduce|refine",
             help="How documents longer than the model reads well are used: auto picks (and says why), "
                  "stuff sends them whole, retrieve reads the parts that match the question, map-reduce "
-                 "works on every part then combines, refine carries an answer through the parts.")] = "auto",
+                 "keeps the most distinctive sentences of every part (quoted after the answer), refine "
+                 "carries an answer through the parts.")] = "auto",
         read_tokens: Annotated[int, typer.Option(
             "--read-tokens", metavar="N",
             help="Document tokens the model reads well at once; more goes through --strategy.")] = 1024,
@@ -266,7 +267,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 typer.echo(f"{ref.name}\t{size_mb:.0f} MB\t{ref.path}{tag}")
             messages.warn(f"add models by putting NAME.gguf in {settings.paths.models_dir}")
 
-    convert_app = typer.Typer(help="Convert and quantize models, and measure what quantization cost.",
+    convert_app = typer.Typer(help="Convert Hugging Face checkpoints to GGUF, quantize models, and measure "
+                                   "what quantization cost.",
                               no_args_is_help=True, rich_markup_mode=None)
     app.add_typer(convert_app, name="convert")
 
