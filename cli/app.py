@@ -339,6 +339,25 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     bench_app = typer.Typer(help="Measure askgpt on this machine.", no_args_is_help=True, rich_markup_mode=None)
     app.add_typer(bench_app, name="bench")
 
+    @bench_app.command("speed")
+    def bench_speed(
+        model: Annotated[str | None, typer.Option("-m", "--model", metavar="NAME|PATH",
+                                                  help="Model to measure [default: as for ask].")] = None,
+        ctx: Annotated[int, typer.Option("--ctx", min=256, metavar="N", help="Context window.")] = 2048,
+        rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaved rounds.")] = 3,
+        n_decode: Annotated[int, typer.Option("-n", "--tokens", min=8, metavar="N",
+                                              help="Tokens to generate per round.")] = 128,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+    ) -> None:
+        """Prefill and decode tokens/s through askgpt against raw llama-cpp-python, interleaved."""
+        from .bench import run_speed_command
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            run_speed_command(model=model, ctx=ctx, rounds=rounds, n_decode=n_decode, as_json=as_json,
+                              engine_factory=engine_factory or _default_engine_factory(), messages=messages)
+
     @bench_app.command("needle")
     def bench_needle(
         model: Annotated[str | None, typer.Option("-m", "--model", metavar="NAME|PATH",

@@ -62,3 +62,28 @@ def run_needle_command(*, model: str | None, sizes: str, depths: str, seeds: int
             plot_grid(result, size_list, depth_list, filler_list, plot)
         except ImportError:
             raise UsageError("--plot needs matplotlib", hint='pip install "askgpt[plot]"') from None
+
+
+def run_speed_command(*, model: str | None, ctx: int, rounds: int, n_decode: int, as_json: bool,
+                      engine_factory: EngineFactory, messages: Messages) -> None:
+    import time
+
+    from askgpt.runtime.llama_engine import raw_speed
+    from askgpt.runtime.speed import run_speed
+
+    settings = load_settings(os.environ)
+    ref = resolve_model(model or settings.defaults.model, settings.paths.models_dir)
+    started = time.perf_counter()
+    engine = engine_factory(ref, EngineConfig(n_ctx=ctx))
+    load_seconds = time.perf_counter() - started
+    try:
+        with messages.progress() as progress:
+            result = run_speed(engine, raw_speed, rounds=rounds, n_decode=n_decode,  # type: ignore[arg-type]
+                               load_seconds=load_seconds, progress=lambda d, t: progress("rounds", d, t))
+    finally:
+        engine.close()
+    if as_json:
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(result.lines()))

@@ -359,6 +359,28 @@ def quantize_gguf(src: Path, dst: Path, ftype: int, *, threads: int = 0) -> None
         raise ModelLoadError(f"llama.cpp could not quantize {src.name}: {_native_log.first_error() or status}")
 
 
+def raw_speed(engine: LlamaEngine, ids: Sequence[int], n_decode: int) -> tuple[float, float, int]:
+    """The baseline of `askgpt bench speed`: llama-cpp-python used directly on the same
+    loaded model (same threads and batch), greedy, no askgpt code in the loop.
+    Returns (prefill seconds, decode seconds, tokens decoded after the first)."""
+    import time
+
+    llm = engine._llm
+    llm.reset()
+    llm._ctx.kv_cache_clear()
+    start = time.perf_counter()
+    llm.eval(list(ids))
+    token = llm.sample(temp=0.0)
+    prefill = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(n_decode):
+        llm.eval([token])
+        token = llm.sample(temp=0.0)
+    decode = time.perf_counter() - start
+    llm.reset()  # the cache holds this run, not a prompt askgpt made
+    return prefill, decode, n_decode
+
+
 def trial_run(path: Path) -> None:
     """What runtime.model_guard's child process does: load, tokenize, one token."""
     engine = load_llama_engine(ModelRef(path.stem, path), EngineConfig(n_ctx=512))

@@ -300,3 +300,15 @@ def test_model_without_template_gets_a_plain_prompt_and_stops_at_the_next_exampl
     answer = result.stdout.decode()
     assert answer.strip() == "fromage"  # cut before the model invents a new example
     assert "stop: stop" in result.stderr.decode()
+
+
+def test_bench_speed_compares_askgpt_with_raw_llama_cpp(tmp_path: Path) -> None:
+    import json
+
+    result = run_askgpt(["bench", "speed", "--rounds", "1", "-n", "16", "--ctx", "1024", "--json", "-q"], timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["prompt_tokens"] > 200 and data["rounds"] == 1
+    for key in ("askgpt_prefill", "raw_prefill", "askgpt_decode", "raw_decode"):
+        assert data[key] > 1.0, key  # tokens/s, measured on both sides
+    assert 0 < data["first_token_seconds"] < 30 and data["peak_rss_mb"] > 50
