@@ -76,6 +76,25 @@ class NativeLog:
 _native_log = NativeLog()
 
 
+@contextmanager
+def _sigint_as_flag() -> Iterator[list[int]]:
+    """While native code runs, Ctrl-C only appends to the yielded list. Python runs
+    signal handlers in the main thread at any bytecode, including inside a ctypes
+    callback (the log router, the abort callback), where a KeyboardInterrupt would be
+    printed and dropped by ctypes. The caller raises it once back in Python. Outside
+    the main thread, or with a SIGINT handler of someone else's, nothing changes."""
+    asked: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield asked
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: asked.append(signum))
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 _KV_TYPES = {"f32": 0, "f16": 1}  # ggml_type values
 
 
@@ -94,6 +113,15 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
     _native_log.errors.clear()
     _native_log.install(llama_cpp)
     threads = config.n_threads or os.cpu_count() or 1
+    with _sigint_as_flag() as asked:
+        llm = _construct(llama_cpp, ref, config, threads)
+    if asked:  # Ctrl-C during the load: honoured as soon as it is done (a fraction of a second)
+        llm.close()
+        raise KeyboardInterrupt
+    return LlamaEngine(llm, ref)
+
+
+def _construct(llama_cpp: Any, ref: ModelRef, config: EngineConfig, threads: int) -> Any:
     try:
         llm = llama_cpp.Llama(
             model_path=str(ref.path),
@@ -115,7 +143,7 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
             f"llama.cpp could not load {ref.path.name}: {detail or exc}",
             hint="the file may be truncated or use an architecture this llama.cpp build lacks",
         ) from exc
-    return LlamaEngine(llm, ref)
+    return llm
 
 
 class LlamaEngine:
@@ -257,31 +285,22 @@ class LlamaEngine:
         there, which only sets a flag; the callback returns it and llama_decode stops.
         Only while reading a prompt: per generated token the ~600 callbacks would cost
         a tenth of the speed."""
-        if threading.current_thread() is not threading.main_thread() or \
-                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            yield
-            return
         lib = self._lib
-        asked: list[int] = []
+        with _sigint_as_flag() as asked:
 
-        def on_sigint(signum: int, _frame: object) -> None:
-            asked.append(signum)
+            @lib.ggml_abort_callback
+            def should_abort(_data: object) -> bool:
+                return bool(asked)
 
-        @lib.ggml_abort_callback
-        def should_abort(_data: object) -> bool:
-            return bool(asked)
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        lib.llama_set_abort_callback(self._llm.ctx, should_abort, None)
-        try:
-            yield
-        except (RuntimeError, InferenceError):
-            if asked:
-                raise KeyboardInterrupt from None
-            raise
-        finally:
-            lib.llama_set_abort_callback(self._llm.ctx, lib.ggml_abort_callback(), None)
-            signal.signal(signal.SIGINT, previous)
+            lib.llama_set_abort_callback(self._llm.ctx, should_abort, None)
+            try:
+                yield
+            except (RuntimeError, InferenceError):
+                if asked:
+                    raise KeyboardInterrupt from None
+                raise
+            finally:
+                lib.llama_set_abort_callback(self._llm.ctx, lib.ggml_abort_callback(), None)
         if asked:  # it came after the last node
             raise KeyboardInterrupt
 

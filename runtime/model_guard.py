@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from .errors import ModelLoadError
@@ -49,9 +50,12 @@ def ensure_loads_safely(path: Path, cache_dir: Path, *, timeout: float = 300.0) 
         known = []
     if key in known:
         return False
+    # `python -c` puts the working folder first on sys.path; an empty one cannot shadow
+    # the installed askgpt (a source checkout's askgpt/ folder would).
     try:
-        result = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, timeout=timeout,
-                                env={**os.environ, "PYTHONFAULTHANDLER": ""})
+        with tempfile.TemporaryDirectory(prefix="askgpt-trial-") as empty:
+            result = subprocess.run([sys.executable, "-c", _CHILD, str(path.resolve())], capture_output=True,
+                                    timeout=timeout, cwd=empty, env={**os.environ, "PYTHONFAULTHANDLER": ""})
     except subprocess.TimeoutExpired as exc:
         raise ModelLoadError(f"loading {path.name} did not finish within {timeout:.0f} s") from exc
     if result.returncode < 0:
