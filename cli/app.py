@@ -214,6 +214,16 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--ctx", min=0, metavar="N",
             help="Context size in tokens; 0 = the model's training context [default: 4096].",
             show_default=False)] = None,
+        threads: Annotated[int | None, typer.Option(
+            "--threads", min=1, metavar="N", help="CPU threads [default: the number of physical cores].",
+            show_default=False)] = None,
+        batch: Annotated[int | None, typer.Option(
+            "--batch", min=1, metavar="N", help="Prompt tokens evaluated per step [default: 512].",
+            show_default=False)] = None,
+        kv_type: Annotated[str | None, typer.Option(
+            "--kv-type", metavar="f16|q8_0|f32",
+            help="Attention cache type; q8_0 halves its memory for long windows [default: f16].",
+            show_default=False)] = None,
         no_stream: Annotated[bool, typer.Option(
             "--no-stream", help="Print the answer once it is complete.")] = False,
         stats: Annotated[bool, typer.Option(
@@ -236,6 +246,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 images=tuple(images or ()), ocr=ocr, image_mode=image_mode,
                 strategy=strategy, read_tokens=read_tokens,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, ctx=ctx,
+                threads=threads, batch=batch, kv_type=kv_type,
                 stream=not no_stream, stats=stats, debug=debug,
             )
             # A closed stdin (`askgpt ... <&-`) leaves sys.stdin None: treat it as absent.

@@ -14,7 +14,7 @@ from askgpt.runtime.inputs import Inputs, collect_inputs
 from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import Settings
+from askgpt.runtime.settings import KV_CACHE_TYPES, Settings
 
 from .render import Messages, format_quotes, format_stats, make_sink, neutralize, stream_answer
 
@@ -40,6 +40,9 @@ class AskOptions:
     max_tokens: int | None = None
     seed: int | None = None
     ctx: int | None = None
+    threads: int | None = None
+    batch: int | None = None
+    kv_type: str | None = None
     stream: bool = True
     stats: bool = False
     debug: bool = False  # also show llama.cpp's own log lines
@@ -94,6 +97,9 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     with messages.status(f"Loading {ref.name}…"):
         engine = engine_factory(ref, EngineConfig(
             n_ctx=opts.ctx if opts.ctx is not None else d.ctx,
+            n_threads=opts.threads or d.threads,
+            n_batch=opts.batch or d.batch,
+            kv_type=_kv_type(opts.kv_type or d.kv_type),
             native_log=messages.raw if opts.debug else None,
             # The built-in model ships with askgpt; any other file's first load is tried in
             # a child process (runtime.model_guard).
@@ -128,7 +134,7 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
                         messages.line(line)
                 if report is not None:
                     messages.line(report.stats_line())
-                messages.line(format_stats(answer.stats, load_seconds=load_seconds))
+                messages.line(format_stats(answer.stats, load_seconds=load_seconds, kv_bytes=info.kv_bytes))
     finally:
         engine.close()
     stats = answer.stats
@@ -136,6 +142,12 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
         messages.warn("stopped early: the answer started repeating itself")
     elif stats is not None and stats.stop_reason is StopReason.LENGTH:
         messages.warn(f"stopped at the {config.max_tokens}-token limit (raise it with -n)")
+
+
+def _kv_type(value: str) -> str:
+    if value not in KV_CACHE_TYPES:
+        raise UsageError(f"--kv-type must be one of {'|'.join(KV_CACHE_TYPES)}, not {value!r}")
+    return value
 
 
 def _strategy(value: str) -> Strategy:

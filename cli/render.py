@@ -80,11 +80,12 @@ def stream_answer(pieces: Iterable[str], sink: AnswerSink,
         sink.finish()
 
 
-def format_stats(stats: Stats, *, load_seconds: float) -> str:
+def format_stats(stats: Stats, *, load_seconds: float, kv_bytes: int = 0) -> str:
+    kv = f" | kv cache: {kv_bytes / 2**20:,.0f} MiB" if kv_bytes else ""
     return (
         f"prompt: {stats.prompt_tokens} tokens in {stats.prompt_seconds:.2f}s | "
         f"answer: {stats.generated_tokens} tokens, {stats.tokens_per_second:.1f} tokens/s | "
-        f"load: {load_seconds:.2f}s | stop: {stats.stop_reason.value}"
+        f"load: {load_seconds:.2f}s{kv} | stop: {stats.stop_reason.value}"
     )
 
 

@@ -36,8 +36,8 @@ class EngineConfig:
     # Keep the logits of every prompt position (perplexity and KL in convert report), not
     # only the last one; costs n_ctx x n_vocab floats.
     all_logits: bool = False
-    # Storage type of the attention cache: "f16" (llama.cpp's default) or "f32", which
-    # costs twice the memory and is for exact comparisons (the converter's parity tests).
+    # Storage type of the attention cache: "f16" (llama.cpp's default); "q8_0", about half
+    # the memory for long windows; "f32", twice, for exact comparisons (parity tests).
     kv_type: str = "f16"
     # Where runtime.model_guard remembers files that loaded safely in a child process;
     # None skips that check (tests and benchmarks that load known files).
@@ -55,6 +55,7 @@ class ModelInfo:
     bos_token: str  # text form, "" when the model has none
     eos_token: str
     add_bos: bool  # whether the tokenizer expects a BOS token at the start
+    kv_bytes: int = 0  # memory of the attention cache at this context size (0: unknown)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ importing this module stays cheap and ``askgpt --help`` never loads it.
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 import signal
 import threading
@@ -24,6 +23,7 @@ from .gguf_check import check_gguf
 from .model_guard import ensure_loads_safely
 from .models import ModelRef
 from .sampling import SamplingConfig
+from .system import physical_cores
 
 # ggml's levels since late 2024 (llama-cpp-python's own logger still assumes the
 # older order, which is why some warnings got past its verbose=False).
@@ -95,7 +95,8 @@ def _sigint_as_flag() -> Iterator[list[int]]:
         signal.signal(signal.SIGINT, previous)
 
 
-_KV_TYPES = {"f32": 0, "f16": 1}  # ggml_type values
+KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}  # ggml_type values
+_KV_BYTES = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32}  # per element (q8_0: 32 values in 34 bytes)
 
 
 def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
@@ -112,13 +113,13 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
     _native_log.sink = config.native_log
     _native_log.errors.clear()
     _native_log.install(llama_cpp)
-    threads = config.n_threads or os.cpu_count() or 1
+    threads = config.n_threads or physical_cores()
     with _sigint_as_flag() as asked:
         llm = _construct(llama_cpp, ref, config, threads)
     if asked:  # Ctrl-C during the load: honoured as soon as it is done (a fraction of a second)
         llm.close()
         raise KeyboardInterrupt
-    return LlamaEngine(llm, ref)
+    return LlamaEngine(llm, ref, kv_type=config.kv_type)
 
 
 def _construct(llama_cpp: Any, ref: ModelRef, config: EngineConfig, threads: int) -> Any:
@@ -131,8 +132,10 @@ def _construct(llama_cpp: Any, ref: ModelRef, config: EngineConfig, threads: int
             n_threads_batch=threads,
             last_n_tokens_size=config.repeat_last_n,
             logits_all=config.all_logits,
-            type_k=_KV_TYPES[config.kv_type],
-            type_v=_KV_TYPES[config.kv_type],
+            type_k=KV_TYPES[config.kv_type],
+            type_v=KV_TYPES[config.kv_type],
+            # llama.cpp stores a quantized V cache only with flash attention
+            flash_attn=config.kv_type == "q8_0",
             # verbose=False redirects fd 2 to /dev/null during the load, which would
             # swallow the lines --debug asks for; otherwise the router drops them.
             verbose=config.native_log is not None,
@@ -149,7 +152,7 @@ def _construct(llama_cpp: Any, ref: ModelRef, config: EngineConfig, threads: int
 class LlamaEngine:
     """`Engine` over one ``llama_cpp.Llama``; close it (or use ``with``) to free memory."""
 
-    def __init__(self, llm: Any, ref: ModelRef) -> None:
+    def __init__(self, llm: Any, ref: ModelRef, *, kv_type: str = "f16") -> None:
         import llama_cpp
 
         self._lib = llama_cpp
@@ -174,6 +177,7 @@ class LlamaEngine:
             bos_token=token_text(llama_cpp.llama_vocab_bos(vocab)),
             eos_token=token_text(llama_cpp.llama_vocab_eos(vocab)),
             add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+            kv_bytes=_kv_bytes(llama_cpp, llm, kv_type),
         )
 
     @property
@@ -376,6 +380,14 @@ def quantize_gguf(src: Path, dst: Path, ftype: int, *, threads: int = 0) -> None
     status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if status != 0:
         raise ModelLoadError(f"llama.cpp could not quantize {src.name}: {_native_log.first_error() or status}")
+
+
+def _kv_bytes(llama_cpp: Any, llm: Any, kv_type: str) -> int:
+    """K and V rows for every layer and position: n_layer x n_ctx x 2 x (head width x KV heads)."""
+    model = llm.model
+    n_head = max(1, llama_cpp.llama_model_n_head(model))
+    width = llama_cpp.llama_model_n_embd(model) // n_head * llama_cpp.llama_model_n_head_kv(model)
+    return int(llama_cpp.llama_model_n_layer(model) * llm.n_ctx() * 2 * width * _KV_BYTES[kv_type])
 
 
 def raw_speed(engine: LlamaEngine, ids: Sequence[int], n_decode: int) -> tuple[float, float, int]:

@@ -48,6 +48,9 @@ def resolve_paths(env: Mapping[str, str]) -> Paths:
     )
 
 
+KV_CACHE_TYPES = ("f16", "q8_0", "f32")
+
+
 @dataclass(frozen=True)
 class Defaults:
     """Values a user may set once in config.toml instead of on every call."""
@@ -58,6 +61,9 @@ class Defaults:
     temperature: float = 0.2
     repeat_penalty: float = 1.05
     system: str | None = None
+    threads: int | None = None  # None: the number of physical cores
+    batch: int = 512
+    kv_type: str = "f16"
 
 
 @dataclass(frozen=True)
@@ -86,10 +92,16 @@ def _read_config(path: Path) -> Defaults:
             hint=f"known keys: {', '.join(known)}",
         )
     expected: dict[str, type | tuple[type, ...]] = {"model": str, "system": str, "ctx": int, "max_tokens": int,
-                "temperature": (int, float), "repeat_penalty": (int, float)}
+                "temperature": (int, float), "repeat_penalty": (int, float), "threads": int,
+                "batch": int, "kv_type": str}
     for key, value in data.items():
         if not isinstance(value, expected[key]) or isinstance(value, bool):
             raise UsageError(f"{path}: '{key}' has the wrong type ({type(value).__name__})")
+    if data.get("kv_type", "f16") not in KV_CACHE_TYPES:
+        raise UsageError(f"{path}: 'kv_type' must be one of {', '.join(KV_CACHE_TYPES)}")
+    for key in ("threads", "batch"):
+        if key in data and data[key] < 1:
+            raise UsageError(f"{path}: '{key}' must be at least 1")
     return Defaults(**data)
 
 

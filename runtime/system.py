@@ -22,3 +22,29 @@ def peak_rss_mb() -> float:
         return 0.0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (llama.cpp runs best with one thread per core, not per
+    hyper-thread). Linux: distinct (package, core) pairs in /proc/cpuinfo; elsewhere,
+    or when that says nothing, os.cpu_count()."""
+    import os
+
+    cores: set[tuple[str, str]] = set()
+    try:
+        package = core = ""
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "physical id":
+                package = value.strip()
+            elif key == "core id":
+                core = value.strip()
+            elif not line.strip() and core:
+                cores.add((package, core))
+                package = core = ""
+        if core:
+            cores.add((package, core))
+    except OSError:
+        pass
+    return len(cores) or os.cpu_count() or 1

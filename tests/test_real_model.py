@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -312,3 +313,18 @@ def test_bench_speed_compares_askgpt_with_raw_llama_cpp(tmp_path: Path) -> None:
     for key in ("askgpt_prefill", "raw_prefill", "askgpt_decode", "raw_decode"):
         assert data[key] > 1.0, key  # tokens/s, measured on both sides
     assert 0 < data["first_token_seconds"] < 30 and data["peak_rss_mb"] > 50
+
+
+def test_threads_batch_and_a_quantized_attention_cache(tmp_path: Path) -> None:
+    sizes = {}
+    for kv in ("f16", "q8_0"):
+        result = run_askgpt(["--stats", "-n", "4", "-t", "0", "--threads", "1", "--batch", "64", "--kv-type", kv,
+                             "--ctx", "2048", "Say hi."])
+        assert result.returncode == 0, result.stderr
+        found = re.search(rb"kv cache: ([\d,]+) MiB", result.stderr)
+        assert found is not None, result.stderr
+        sizes[kv] = int(found.group(1).replace(b",", b""))
+    # 30 layers x 2,048 positions x K and V x 192 wide: 45 MiB at 2 bytes, 34/32 bytes for q8_0
+    assert sizes["f16"] == 45 and 23 <= sizes["q8_0"] <= 24
+    bad = run_askgpt(["--kv-type", "q4", "hi"])
+    assert bad.returncode == 2 and b"--kv-type must be one of f16|q8_0|f32" in bad.stderr

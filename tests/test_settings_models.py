@@ -34,12 +34,20 @@ def test_env_model_beats_config(tmp_path: Path) -> None:
     assert s.defaults.model == "from-env" and s.debug
 
 
-@pytest.mark.parametrize("text", ['ctx = "big"\n', "ctx = true\n", "not toml ==\n"])
+@pytest.mark.parametrize("text", ['ctx = "big"\n', "ctx = true\n", "not toml ==\n", 'kv_type = "q4"\n',
+                                  "threads = 0\n", 'batch = "64"\n'])
 def test_bad_config_is_a_usage_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.toml").write_text(text)
     with pytest.raises(UsageError):
         load_settings({"ASKGPT_HOME": str(tmp_path)})
+
+
+def test_threads_batch_and_kv_type_come_from_the_config(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('threads = 3\nbatch = 128\nkv_type = "q8_0"\n')
+    d = load_settings({"ASKGPT_HOME": str(tmp_path)}).defaults
+    assert (d.threads, d.batch, d.kv_type) == (3, 128, "q8_0")
 
 
 def test_no_config_gives_defaults(tmp_path: Path) -> None:
