@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 from askgpt.runtime.engine import EngineConfig, EngineFactory
 from askgpt.runtime.errors import UsageError
@@ -12,7 +10,7 @@ from askgpt.runtime.longdoc import LongContextConfig
 from askgpt.runtime.models import resolve_model
 from askgpt.runtime.settings import load_settings
 
-from .render import Messages
+from .render import Messages, print_result
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -52,11 +50,7 @@ def run_needle_command(*, model: str | None, sizes: str, depths: str, seeds: int
                                 progress=lambda done, total: progress("needle", done, total))
     finally:
         engine.close()
-    if as_json:
-        json.dump(result.to_json(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print(format_grid(result, size_list, depth_list, filler_list))
+    print_result(result.to_json(), format_grid(result, size_list, depth_list, filler_list), as_json=as_json)
     if plot:
         try:
             plot_grid(result, size_list, depth_list, filler_list, plot)
@@ -82,8 +76,4 @@ def run_speed_command(*, model: str | None, ctx: int, rounds: int, n_decode: int
                                load_seconds=load_seconds, progress=lambda d, t: progress("rounds", d, t))
     finally:
         engine.close()
-    if as_json:
-        json.dump(result.to_json(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print("\n".join(result.lines()))
+    print_result(result.to_json(), "\n".join(result.lines()), as_json=as_json)

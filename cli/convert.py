@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 
 from askgpt.runtime.engine import EngineConfig, EngineFactory
 from askgpt.runtime.models import ModelRef
 
-from .render import Messages
+from .render import Messages, print_result
 
 
 def run_types() -> None:
@@ -73,8 +71,4 @@ def run_report(model: str, reference: str, *, text: str | None, ctx: int, as_jso
     finally:
         for engine in engines:
             engine.close()
-    if as_json:
-        json.dump(report.to_json(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print("\n".join(report.lines()))
+    print_result(report.to_json(), "\n".join(report.lines()), as_json=as_json)

@@ -8,9 +8,10 @@ colour and no wrapping. rich honours NO_COLOR on its own.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
     from askgpt.runtime.ask import Stats
@@ -87,6 +88,17 @@ def format_stats(stats: Stats, *, load_seconds: float, kv_bytes: int = 0) -> str
         f"answer: {stats.generated_tokens} tokens, {stats.tokens_per_second:.1f} tokens/s | "
         f"load: {load_seconds:.2f}s{kv} | stop: {stats.stop_reason.value}"
     )
+
+
+def print_result(data: dict[str, Any], text: str, *, as_json: bool) -> None:
+    """A command's result on stdout: JSON for scripts, or the text for people."""
+    import json
+
+    if as_json:
+        json.dump(data, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(text)
 
 
 def format_quotes(quotes: Sequence[tuple[str, str]]) -> str:
