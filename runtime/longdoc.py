@@ -70,7 +70,7 @@ class LongContextConfig:
     chunk_tokens: int = 256  # retrieval granularity
     overlap: int = 32
     note_tokens: int = 160  # the most a map or refine step may write
-    max_levels: int = 4  # map-reduce levels before giving up
+    max_levels: int = 4  # levels of notes (the extract fallback of retrieve) before giving up
     margin: int = 16  # tokens kept free for template seams
     segment_chars: int = SEGMENT_CHARS  # how much of a document on disk is chunked at a time
 
@@ -333,18 +333,13 @@ class LongContext:
         note = "\n".join(f"- [{k.where}] {k.text}" for k in kept)
         return replace(request, documents=(Document(f"key sentences of {source}", note),))
 
-    def _map(self, request: Request, chunks: Iterable[Chunk], report: LongContextReport, level: int,
-             total: int | None = None) -> list[Document]:
-        """One note per chunk. ``chunks`` may be a stream (documents on disk): then
-        ``total`` is an estimate for the progress bar; otherwise they are listed first."""
+    def _map(self, request: Request, chunks: list[Chunk], report: LongContextReport, level: int) -> list[Document]:
+        """One model note per chunk: the further levels when extracted notes do not fit."""
         task = _map_task(request.instruction)
         started = time.perf_counter()
-        if total is None:
-            chunks = list(chunks)
-            total = len(chunks)
         notes = []
         for k, chunk in enumerate(chunks):
-            self._progress(f"map (level {level})", k, max(total, k + 1))
+            self._progress(f"map (level {level})", k, len(chunks))
             notes.append(Document(chunk.where, self._note(task, chunk, request.system)))
             report.model_calls += 1
         self._progress(f"map (level {level})", len(notes), len(notes))
