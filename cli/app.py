@@ -210,6 +210,11 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             show_default=False)] = None,
         seed: Annotated[int | None, typer.Option(
             "--seed", min=0, metavar="N", help="Random seed, for repeatable sampling.", show_default=False)] = None,
+        lookup: Annotated[int | None, typer.Option(
+            "--lookup", min=0, metavar="N",
+            help="Prompt-lookup decoding with greedy sampling (-t 0): guess up to N tokens from text that "
+                 "came before and check them in one step; 0 turns it off [default: 0].",
+            show_default=False)] = None,
         ctx: Annotated[int | None, typer.Option(
             "--ctx", min=0, metavar="N",
             help="Context size in tokens; 0 = the model's training context [default: 4096].",
@@ -220,10 +225,17 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         batch: Annotated[int | None, typer.Option(
             "--batch", min=1, metavar="N", help="Prompt tokens evaluated per step [default: 512].",
             show_default=False)] = None,
+        gpu_layers: Annotated[int | None, typer.Option(
+            "--gpu-layers", min=0, metavar="N",
+            help="Layers to run on the GPU, 0 for none [default: all where llama.cpp was built with a GPU "
+                 "backend, else 0].", show_default=False)] = None,
         kv_type: Annotated[str | None, typer.Option(
             "--kv-type", metavar="f16|q8_0|f32",
             help="Attention cache type; q8_0 halves its memory for long windows [default: f16].",
             show_default=False)] = None,
+        no_cache: Annotated[bool, typer.Option(
+            "--no-cache", help="Neither reuse nor keep evaluated prompt prefixes on disk "
+                               "(see `askgpt cache info`).")] = False,
         no_stream: Annotated[bool, typer.Option(
             "--no-stream", help="Print the answer once it is complete.")] = False,
         stats: Annotated[bool, typer.Option(
@@ -245,8 +257,9 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 files=tuple(files or ()), examples=tuple(examples or ()), examples_file=examples_file,
                 images=tuple(images or ()), ocr=ocr, image_mode=image_mode,
                 strategy=strategy, read_tokens=read_tokens,
-                temperature=temperature, max_tokens=max_tokens, seed=seed, ctx=ctx,
-                threads=threads, batch=batch, kv_type=kv_type,
+                temperature=temperature, max_tokens=max_tokens, seed=seed, lookup=lookup, ctx=ctx,
+                threads=threads, batch=batch, gpu_layers=gpu_layers, kv_type=kv_type,
+                prefix_cache=not no_cache,
                 stream=not no_stream, stats=stats, debug=debug,
             )
             # A closed stdin (`askgpt ... <&-`) leaves sys.stdin None: treat it as absent.
@@ -347,6 +360,32 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             run_report(model, reference, text=text, ctx=ctx, as_json=as_json,
                        engine_factory=engine_factory or _default_engine_factory(), messages=messages)
 
+    cache_app = typer.Typer(help="The on-disk cache of evaluated prompt prefixes: a second question about the "
+                                 "same document starts at once.", no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(cache_app, name="cache")
+
+    @cache_app.command("info")
+    def cache_info(
+        as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    ) -> None:
+        """Where the cache is, its size and bound, and the prompts it holds."""
+        from askgpt.runtime.settings import load_settings
+
+        from .cache import run_info
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            run_info(load_settings(os.environ), as_json=as_json)
+
+    @cache_app.command("clear")
+    def cache_clear() -> None:
+        """Delete every cached prefix."""
+        from askgpt.runtime.settings import load_settings
+
+        from .cache import run_clear
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            typer.echo(run_clear(load_settings(os.environ)))
+
     bench_app = typer.Typer(help="Measure askgpt on this machine.", no_args_is_help=True, rich_markup_mode=None)
     app.add_typer(bench_app, name="bench")
 
@@ -368,6 +407,24 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(messages, debug=_debug_enabled(False)):
             run_speed_command(model=model, ctx=ctx, rounds=rounds, n_decode=n_decode, as_json=as_json,
                               engine_factory=engine_factory or _default_engine_factory(), messages=messages)
+
+    @bench_app.command("startup")
+    def bench_startup(
+        model: Annotated[str | None, typer.Option("-m", "--model", metavar="NAME|PATH",
+                                                  help="Model to answer with [default: as for ask].")] = None,
+        ctx: Annotated[int, typer.Option("--ctx", min=256, metavar="N", help="Context window of both.")] = 4096,
+        rounds: Annotated[int, typer.Option("--rounds", min=1, help="Interleaved rounds.")] = 7,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+    ) -> None:
+        """Whole-process times of --help, --version and a one-token answer, against a bare
+        llama-cpp-python script answering the same message."""
+        from .bench import run_startup_command
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            run_startup_command(model=model, ctx=ctx, rounds=rounds, as_json=as_json,
+                                engine_factory=engine_factory or _default_engine_factory(), messages=messages)
 
     @bench_app.command("needle")
     def bench_needle(

@@ -14,9 +14,9 @@ from askgpt.runtime.inputs import Inputs, collect_inputs
 from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import KV_CACHE_TYPES, Settings
+from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, prefix_cache_config
 
-from .render import Messages, format_quotes, format_stats, make_sink, neutralize, stream_answer
+from .render import Messages, format_cache_events, format_quotes, format_stats, make_sink, neutralize, stream_answer
 
 DEFAULT_SYSTEM = "You are a helpful assistant. Answer concisely and accurately."
 
@@ -39,10 +39,13 @@ class AskOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    lookup: int | None = None
     ctx: int | None = None
     threads: int | None = None
     batch: int | None = None
+    gpu_layers: int | None = None
     kv_type: str | None = None
+    prefix_cache: bool = True  # --no-cache turns it off for one call
     stream: bool = True
     stats: bool = False
     debug: bool = False  # also show llama.cpp's own log lines
@@ -89,6 +92,7 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
             temperature=opts.temperature if opts.temperature is not None else d.temperature,
             repeat_penalty=d.repeat_penalty,
             seed=opts.seed,
+            lookup_tokens=opts.lookup if opts.lookup is not None else d.lookup_tokens,
         ),
     )
     long_context = LongContextConfig(strategy=_strategy(opts.strategy), read_tokens=opts.read_tokens)
@@ -99,11 +103,13 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
             n_ctx=opts.ctx if opts.ctx is not None else d.ctx,
             n_threads=opts.threads or d.threads,
             n_batch=opts.batch or d.batch,
+            n_gpu_layers=opts.gpu_layers if opts.gpu_layers is not None else d.gpu_layers,
             kv_type=_kv_type(opts.kv_type or d.kv_type),
             native_log=messages.raw if opts.debug else None,
             # The built-in model ships with askgpt; any other file's first load is tried in
             # a child process (runtime.model_guard).
             trial_cache=None if ref.builtin else settings.paths.cache_dir,
+            prefix_cache=prefix_cache_config(settings) if opts.prefix_cache else None,
         ))
     load_seconds = time.perf_counter() - started
     info = engine.info
@@ -135,6 +141,13 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
                 if report is not None:
                     messages.line(report.stats_line())
                 messages.line(format_stats(answer.stats, load_seconds=load_seconds, kv_bytes=info.kv_bytes))
+                # Only the llama.cpp engine has an on-disk prefix cache and prompt lookup.
+                guessed = getattr(engine, "lookup_guessed", 0)
+                if guessed:
+                    messages.line(f"lookup: kept {engine.lookup_kept} of {guessed} guessed tokens")  # type: ignore[attr-defined]
+                events = getattr(engine, "cache_events", None)
+                if events is not None:
+                    messages.line(format_cache_events(events))
     finally:
         engine.close()
     stats = answer.stats

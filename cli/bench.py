@@ -77,3 +77,51 @@ def run_speed_command(*, model: str | None, ctx: int, rounds: int, n_decode: int
     finally:
         engine.close()
     print_result(result.to_json(), "\n".join(result.lines()), as_json=as_json)
+
+
+def run_startup_command(*, model: str | None, ctx: int, rounds: int, as_json: bool,
+                        engine_factory: EngineFactory, messages: Messages) -> None:
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from askgpt.runtime.ask import GenerationConfig, prepare
+    from askgpt.runtime.engine import TokenIds
+    from askgpt.runtime.llama_engine import BARE_ANSWER_SCRIPT
+    from askgpt.runtime.prompt import Request
+    from askgpt.runtime.startup import run_startup
+    from askgpt.runtime.system import physical_cores
+
+    from .ask import DEFAULT_SYSTEM
+
+    settings = load_settings(os.environ)
+    ref = resolve_model(model or settings.defaults.model, settings.paths.models_dir)
+    # The console script beside this interpreter: what a user's shell runs.
+    askgpt = shutil.which("askgpt", path=str(Path(sys.executable).parent)) or shutil.which("askgpt")
+    if askgpt is None:
+        raise UsageError("the askgpt command is not on PATH", hint="install askgpt with pip")
+    threads = settings.defaults.threads or physical_cores()
+    question = "Say hi."
+    engine = engine_factory(ref, EngineConfig(n_ctx=ctx))
+    try:  # the token ids askgpt sends for the question, for the bare script to send too
+        parts = prepare(engine, Request(question, system=DEFAULT_SYSTEM), GenerationConfig(1)).parts
+    finally:
+        engine.close()
+    ids = ",".join(str(t) for part in parts if isinstance(part, TokenIds) for t in part.ids)
+    one_token = [askgpt, "-m", str(ref.path), "--ctx", str(ctx), "--threads", str(threads),
+                 "-n", "1", "-t", "0", "--no-cache", question]
+    bare = [sys.executable, "-c", BARE_ANSWER_SCRIPT, str(ref.path), str(ctx), str(threads), ids]
+    with tempfile.TemporaryDirectory() as home:
+        # A fresh home: no config file or cache of the user's changes what is measured.
+        env = {**os.environ, "ASKGPT_HOME": home}
+        env.pop("ASKGPT_MODEL", None)
+        with messages.progress() as progress:
+            result = run_startup([
+                ("python -c pass", [sys.executable, "-c", "pass"]),
+                ("askgpt --help", [askgpt, "--help"]),
+                ("askgpt --version", [askgpt, "--version"]),
+                ("bare llama-cpp-python script", bare),
+                ("askgpt one-token answer", one_token),
+            ], env=env, rounds=rounds, progress=lambda d, t: progress("rounds", d, t))
+    print_result(result.to_json(), "\n".join(result.lines()), as_json=as_json)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 if TYPE_CHECKING:
     from askgpt.runtime.ask import Stats
     from askgpt.runtime.errors import AskgptError
+    from askgpt.runtime.prefix_cache import CacheEvents
 
 
 class AnswerSink(Protocol):
@@ -88,6 +89,13 @@ def format_stats(stats: Stats, *, load_seconds: float, kv_bytes: int = 0) -> str
         f"answer: {stats.generated_tokens} tokens, {stats.tokens_per_second:.1f} tokens/s | "
         f"load: {load_seconds:.2f}s{kv} | stop: {stats.stop_reason.value}"
     )
+
+
+def format_cache_events(events: CacheEvents) -> str:
+    parts = [f"prefix cache: reused {events.reused_tokens} tokens", f"stored {events.stored_tokens}"]
+    if events.rejected:
+        parts.append(f"deleted {len(events.rejected)} corrupt entr{'y' if len(events.rejected) == 1 else 'ies'}")
+    return " | ".join(parts)
 
 
 def print_result(data: dict[str, Any], text: str, *, as_json: bool) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .models import ModelRef
+    from .prefix_cache import PrefixCacheConfig
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class EngineConfig:
     n_ctx: int = 4096
     n_batch: int = 512
     n_threads: int | None = None
+    # Layers offloaded to a GPU: None = all of them where this llama.cpp build has a GPU
+    # backend, none otherwise; 0 keeps everything on the CPU.
+    n_gpu_layers: int | None = None
     # Window of recent tokens the repeat penalty looks at.
     repeat_last_n: int = 64
     # Receives llama.cpp's own log lines (for --debug); None drops them, so
@@ -42,6 +46,8 @@ class EngineConfig:
     # Where runtime.model_guard remembers files that loaded safely in a child process;
     # None skips that check (tests and benchmarks that load known files).
     trial_cache: Path | None = None
+    # Keep evaluated prompt prefixes on disk across runs (runtime.prefix_cache); None: off.
+    prefix_cache: PrefixCacheConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,9 @@ class TokenIds:
 
     ids: tuple[int, ...]
 
+    def __len__(self) -> int:
+        return len(self.ids)
+
 
 @dataclass(frozen=True, eq=False)
 class EmbeddingRows:
@@ -77,6 +86,27 @@ class EmbeddingRows:
 
 
 PromptPart = TokenIds | EmbeddingRows
+
+
+def embedding_keys(part: EmbeddingRows) -> list[int]:
+    """Stand-in token ids for embedding rows: negative (no token has one) and drawn
+    from the rows' content hash, so two prompts share a cached prefix through an
+    image only when it is the same image."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.blake2b(np.ascontiguousarray(part.rows, dtype=np.float32).tobytes(), digest_size=4)
+    base = int.from_bytes(digest.digest(), "little") % 2**30
+    return [-2 - ((base + i) % 2**30) for i in range(len(part))]
+
+
+def prompt_keys(prompt: Sequence[PromptPart]) -> list[int]:
+    """One key per position of ``prompt``: the token id, or an embedding row's key."""
+    keys: list[int] = []
+    for part in prompt:
+        keys.extend(part.ids if isinstance(part, TokenIds) else embedding_keys(part))
+    return keys
 
 
 @runtime_checkable

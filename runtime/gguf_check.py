@@ -13,9 +13,8 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import ModelLoadError
 
@@ -27,6 +26,16 @@ _MAX_NAME = 64  # GGML_MAX_NAME, including the terminating NUL
 _MAX_KEY = 1 << 16
 _MAX_DEPTH = 2  # arrays of arrays at most
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+# ggml tensor type -> (values per block, bytes per block): the `gguf` package's
+# GGML_QUANT_SIZES, copied because importing gguf costs 50-70 ms on every ask
+# (numpy, yaml); tests/test_safety.py checks the copy against gguf's table.
+QUANT_SIZES: dict[int, tuple[int, int]] = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
+    34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18),
+}
 
 
 class GgufFormatError(ModelLoadError):
@@ -41,6 +50,24 @@ class GgufHeader:
     alignment: int
     data_offset: int
     data_bytes: int  # the tensors' bytes, by their types and shapes
+    architecture: str = ""
+    # The header's top-level uint32 values (layer and head counts, sizes), by key.
+    numbers: dict[str, int] = field(default_factory=dict)
+
+    def number(self, name: str) -> int:
+        """``{architecture}.{name}``, 0 when absent."""
+        return self.numbers.get(f"{self.architecture}.{name}", 0)
+
+    def kv_bytes_per_token(self, element_bytes: float) -> int:
+        """The attention cache one position needs: K and V rows of every layer. 0 when the
+        header lacks the sizes (llama.cpp will say what is wrong with it)."""
+        n_head = self.number("attention.head_count")
+        if not n_head:
+            return 0
+        n_head_kv = self.number("attention.head_count_kv") or n_head
+        k_width = self.number("attention.key_length") or self.number("embedding_length") // n_head
+        v_width = self.number("attention.value_length") or k_width
+        return int(self.number("block_count") * n_head_kv * (k_width + v_width) * element_bytes)
 
 
 class _Reader:
@@ -137,8 +164,6 @@ def _value(r: _Reader, kind: int, what: str, depth: int = 0) -> int | None:
 
 def check_gguf(path: Path) -> GgufHeader:
     """Raises `GgufFormatError` (exit 4), or `ModelLoadError` when the file cannot be read."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
     try:
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -146,13 +171,13 @@ def check_gguf(path: Path) -> GgufHeader:
     except OSError as exc:
         raise ModelLoadError(f"cannot read model file {path}: {exc.strerror}") from exc
     try:
-        return _walk(path, _Reader(buf, size, path.name), GGML_QUANT_SIZES, GGMLQuantizationType)
+        return _walk(path, _Reader(buf, size, path.name))
     finally:
         if isinstance(buf, mmap.mmap):
             buf.close()
 
 
-def _walk(path: Path, r: _Reader, quant_sizes: Any, quant_type: Any) -> GgufHeader:
+def _walk(path: Path, r: _Reader) -> GgufHeader:
     size = r.size
     if r.left() < 4 or r.take(4, "magic") != b"GGUF":
         raise GgufFormatError(f"{path} is not a GGUF model file",
@@ -165,13 +190,20 @@ def _walk(path: Path, r: _Reader, quant_sizes: Any, quant_type: Any) -> GgufHead
         raise r.fail(f"it claims {n_kv:,} key-values and {n_tensors:,} tensors")
     alignment = 32
     keys: set[str] = set()
+    architecture = ""
+    numbers: dict[str, int] = {}
     for i in range(n_kv):
         key = r.string(f"key {i}", _MAX_KEY)
         if not key or key in keys:
             raise r.fail(f"key {key!r} is empty or repeated")
         keys.add(key)
         kind = r.u32(f"type of {key}")
+        if key == "general.architecture" and kind == _STRING:
+            architecture = r.string(key, 256)
+            continue
         value = _value(r, kind, key)
+        if value is not None:
+            numbers[key] = value
         if key == "general.alignment":
             if value is None or value == 0 or value & (value - 1):
                 raise r.fail("general.alignment is not a power of two")
@@ -193,10 +225,9 @@ def _walk(path: Path, r: _Reader, quant_sizes: Any, quant_type: Any) -> GgufHead
         if count >= 1 << 62:
             raise r.fail(f"tensor {name} has {count:,} elements")
         kind = r.u32(f"{name} type")
-        try:
-            block, block_bytes = quant_sizes[quant_type(kind)]
-        except (ValueError, KeyError):
-            raise r.fail(f"tensor {name} has unknown type {kind}") from None
+        if kind not in QUANT_SIZES:
+            raise r.fail(f"tensor {name} has unknown type {kind}")
+        block, block_bytes = QUANT_SIZES[kind]
         if dims[0] % block:
             raise r.fail(f"tensor {name}'s rows ({dims[0]}) are not whole blocks of {block}")
         offset = r.u64(f"{name} offset")
@@ -213,4 +244,5 @@ def _walk(path: Path, r: _Reader, quant_sizes: Any, quant_type: Any) -> GgufHead
         if end > data_room:
             raise GgufFormatError(f"{path.name} is not a valid GGUF file: tensor {name} runs past the end "
                                   f"of the file (truncated?)", hint="download or convert it again")
-    return GgufHeader(version, n_tensors, n_kv, alignment, data_offset, sum(t[1] for t in tensors))
+    return GgufHeader(version, n_tensors, n_kv, alignment, data_offset, sum(t[1] for t in tensors),
+                      architecture, numbers)

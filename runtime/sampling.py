@@ -42,12 +42,17 @@ class SamplingConfig:
     repeat_penalty: float = 1.05
     seed: int | None = None
     loop_guard: LoopGuard | None = field(default_factory=LoopGuard)
+    # Prompt-lookup decoding: up to this many tokens guessed from earlier text (where the
+    # answer copies the input) and checked in one batch; greedy sampling only; 0 = off.
+    lookup_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if self.repeat_penalty <= 0:
             raise ValueError("repeat penalty must be > 0")
+        if self.lookup_tokens < 0:
+            raise ValueError("lookup tokens must be >= 0")
 
 
 class LoopDetector:

@@ -13,6 +13,7 @@ from pathlib import Path
 import tomllib
 
 from .errors import UsageError
+from .prefix_cache import PrefixCacheConfig
 
 APP_NAME = "askgpt"
 
@@ -60,10 +61,14 @@ class Defaults:
     max_tokens: int = 512
     temperature: float = 0.2
     repeat_penalty: float = 1.05
+    lookup_tokens: int = 0  # prompt-lookup decoding's draft length (greedy only); 0 = off
     system: str | None = None
     threads: int | None = None  # None: the number of physical cores
     batch: int = 512
+    gpu_layers: int | None = None  # None: all where llama.cpp has a GPU backend
     kv_type: str = "f16"
+    prefix_cache: bool = True  # keep evaluated prompt prefixes on disk (runtime.prefix_cache)
+    prefix_cache_mb: int = 2048  # the size bound of that cache
 
 
 @dataclass(frozen=True)
@@ -92,17 +97,28 @@ def _read_config(path: Path) -> Defaults:
             hint=f"known keys: {', '.join(known)}",
         )
     expected: dict[str, type | tuple[type, ...]] = {"model": str, "system": str, "ctx": int, "max_tokens": int,
-                "temperature": (int, float), "repeat_penalty": (int, float), "threads": int,
-                "batch": int, "kv_type": str}
+                "temperature": (int, float), "repeat_penalty": (int, float), "lookup_tokens": int, "threads": int,
+                "batch": int, "gpu_layers": int, "kv_type": str, "prefix_cache": bool, "prefix_cache_mb": int}
     for key, value in data.items():
-        if not isinstance(value, expected[key]) or isinstance(value, bool):
+        if not isinstance(value, expected[key]) or (isinstance(value, bool) and expected[key] is not bool):
             raise UsageError(f"{path}: '{key}' has the wrong type ({type(value).__name__})")
     if data.get("kv_type", "f16") not in KV_CACHE_TYPES:
         raise UsageError(f"{path}: 'kv_type' must be one of {', '.join(KV_CACHE_TYPES)}")
-    for key in ("threads", "batch"):
+    for key in ("threads", "batch", "prefix_cache_mb"):
         if key in data and data[key] < 1:
             raise UsageError(f"{path}: '{key}' must be at least 1")
+    for key in ("gpu_layers", "lookup_tokens"):
+        if data.get(key, 0) < 0:
+            raise UsageError(f"{path}: '{key}' must be 0 or more")
     return Defaults(**data)
+
+
+def prefix_cache_config(settings: Settings) -> PrefixCacheConfig | None:
+    """Where and how large the prefix cache is; None when the config turns it off."""
+    d = settings.defaults
+    if not d.prefix_cache:
+        return None
+    return PrefixCacheConfig(folder=settings.paths.cache_dir / "prefix", max_bytes=d.prefix_cache_mb * 2**20)
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:

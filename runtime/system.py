@@ -48,3 +48,20 @@ def physical_cores() -> int:
     except OSError:
         pass
     return len(cores) or os.cpu_count() or 1
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can get without swapping: Linux's MemAvailable (free
+    plus reclaimable page cache); elsewhere the free pages; None when unknown."""
+    import os
+
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

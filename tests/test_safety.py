@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from image_corpus import cases as image_cases
 
 from askgpt.runtime.errors import AskgptError, ExitCode
-from askgpt.runtime.gguf_check import GgufFormatError, check_gguf
+from askgpt.runtime.gguf_check import QUANT_SIZES, GgufFormatError, check_gguf
 from askgpt.runtime.model_guard import VERDICTS_FILE, ensure_loads_safely
 from askgpt.vision.images import load_image
 
@@ -53,6 +53,12 @@ def test_the_base_model_is_valid_and_answers(tmp_path: Path, base: bytes) -> Non
     result = run_askgpt(["-m", str(model), "-n", "3", "-t", "0", "hi"], env={"ASKGPT_HOME": str(tmp_path / "h")})
     assert_clean(result, "base")
     assert result.returncode == 0
+
+
+def test_the_validator_s_tensor_sizes_are_the_gguf_package_s() -> None:
+    from gguf import GGML_QUANT_SIZES
+
+    assert QUANT_SIZES == {int(kind): size for kind, size in GGML_QUANT_SIZES.items()}
 
 
 def test_every_malformed_gguf_is_refused_or_fails_cleanly(tmp_path: Path, base: bytes) -> None:

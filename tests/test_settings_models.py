@@ -35,7 +35,8 @@ def test_env_model_beats_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ['ctx = "big"\n', "ctx = true\n", "not toml ==\n", 'kv_type = "q4"\n',
-                                  "threads = 0\n", 'batch = "64"\n'])
+                                  "threads = 0\n", 'batch = "64"\n', "prefix_cache = 1\n", "prefix_cache_mb = 0\n",
+                                  "lookup_tokens = -1\n", "gpu_layers = -2\n", "gpu_layers = true\n"])
 def test_bad_config_is_a_usage_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.toml").write_text(text)
@@ -48,6 +49,21 @@ def test_threads_batch_and_kv_type_come_from_the_config(tmp_path: Path) -> None:
     (tmp_path / "config" / "config.toml").write_text('threads = 3\nbatch = 128\nkv_type = "q8_0"\n')
     d = load_settings({"ASKGPT_HOME": str(tmp_path)}).defaults
     assert (d.threads, d.batch, d.kv_type) == (3, 128, "q8_0")
+
+
+def test_performance_keys_come_from_the_config(tmp_path: Path) -> None:
+    from askgpt.runtime.settings import prefix_cache_config
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text(
+        "gpu_layers = 0\nlookup_tokens = 8\nprefix_cache_mb = 64\n")
+    settings = load_settings({"ASKGPT_HOME": str(tmp_path)})
+    d = settings.defaults
+    assert (d.gpu_layers, d.lookup_tokens, d.prefix_cache) == (0, 8, True)
+    config = prefix_cache_config(settings)
+    assert config is not None and config.max_bytes == 64 * 2**20 and config.folder == tmp_path / "cache" / "prefix"
+    (tmp_path / "config" / "config.toml").write_text("prefix_cache = false\n")
+    assert prefix_cache_config(load_settings({"ASKGPT_HOME": str(tmp_path)})) is None
 
 
 def test_no_config_gives_defaults(tmp_path: Path) -> None:
