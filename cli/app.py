@@ -233,6 +233,12 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--kv-type", metavar="f16|q8_0|f32",
             help="Attention cache type; q8_0 halves its memory for long windows [default: f16].",
             show_default=False)] = None,
+        continue_last: Annotated[bool, typer.Option(
+            "-c", "--continue", help="Continue the latest conversation (its earlier turns are sent too).")] = False,
+        cid: Annotated[str | None, typer.Option(
+            "--cid", metavar="ID", help="Continue conversation ID (see askgpt logs).", show_default=False)] = None,
+        no_log: Annotated[bool, typer.Option(
+            "--no-log", help="Do not keep this exchange in the conversation log.")] = False,
         no_cache: Annotated[bool, typer.Option(
             "--no-cache", help="Neither reuse nor keep evaluated prompt prefixes on disk "
                                "(see `askgpt cache info`).")] = False,
@@ -259,7 +265,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 strategy=strategy, read_tokens=read_tokens,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, lookup=lookup, ctx=ctx,
                 threads=threads, batch=batch, gpu_layers=gpu_layers, kv_type=kv_type,
-                prefix_cache=not no_cache,
+                prefix_cache=not no_cache, continue_last=continue_last, conversation_id=cid, log=not no_log,
                 stream=not no_stream, stats=stats, debug=debug,
             )
             # A closed stdin (`askgpt ... <&-`) leaves sys.stdin None: treat it as absent.
@@ -359,6 +365,52 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(messages, debug=_debug_enabled(False)):
             run_report(model, reference, text=text, ctx=ctx, as_json=as_json,
                        engine_factory=engine_factory or _default_engine_factory(), messages=messages)
+
+    logs_app = typer.Typer(help="The conversation log: every exchange, kept in SQLite in the data folder.",
+                           rich_markup_mode=None)
+    app.add_typer(logs_app, name="logs")
+
+    @logs_app.callback(invoke_without_command=True)
+    def logs_list(
+        ctx: typer.Context,
+        count: Annotated[int, typer.Option("-n", "--count", min=1, metavar="N", help="How many.")] = 10,
+        query: Annotated[str | None, typer.Option("-q", "--query", metavar="TEXT",
+                                                  help="Only exchanges whose prompt or answer has these words.",
+                                                  show_default=False)] = None,
+        cid: Annotated[str | None, typer.Option("--cid", metavar="ID", help="Only this conversation.",
+                                                show_default=False)] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON.")] = False,
+    ) -> None:
+        """List recent exchanges, newest first (`askgpt logs show ID` for one whole)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from askgpt.runtime.settings import load_settings
+
+        from .logs import run_list
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            run_list(load_settings(os.environ), limit=count, query=query, conversation=cid, as_json=as_json)
+
+    @logs_app.command("show")
+    def logs_show(
+        exchange_id: Annotated[int, typer.Argument(metavar="ID", help="An exchange's number.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+    ) -> None:
+        """One exchange whole: prompt, system prompt, examples, attachments, options, answer, timings."""
+        from askgpt.runtime.settings import load_settings
+
+        from .logs import run_show
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            run_show(load_settings(os.environ), exchange_id, as_json=as_json)
+
+    @logs_app.command("path")
+    def logs_path() -> None:
+        """Where the log database is."""
+        from askgpt.runtime.settings import load_settings
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            typer.echo(str(load_settings(os.environ).paths.log_file))
 
     cache_app = typer.Typer(help="The on-disk cache of evaluated prompt prefixes: a second question about the "
                                  "same document starts at once.", no_args_is_help=True, rich_markup_mode=None)

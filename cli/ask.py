@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO, TextIO
 
 from askgpt.runtime.ask import Answer, GenerationConfig, StopReason
+from askgpt.runtime.conversation import exchange_of, fit_history, turns_of
 from askgpt.runtime.engine import Engine, EngineConfig, EngineFactory
 from askgpt.runtime.errors import UsageError
+from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
 from askgpt.runtime.inputs import Inputs, collect_inputs
 from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.models import ModelRef, resolve_model
+from askgpt.runtime.prompt import Request, Turn
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, prefix_cache_config
 
@@ -46,6 +50,9 @@ class AskOptions:
     gpu_layers: int | None = None
     kv_type: str | None = None
     prefix_cache: bool = True  # --no-cache turns it off for one call
+    continue_last: bool = False  # -c: continue the latest conversation
+    conversation_id: str | None = None  # --cid ID: continue that one
+    log: bool = True  # --no-log skips logging this exchange
     stream: bool = True
     stats: bool = False
     debug: bool = False  # also show llama.cpp's own log lines
@@ -84,7 +91,8 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
 def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
             engine_factory: EngineFactory, streams: Streams, messages: Messages) -> None:
     d = settings.defaults
-    request = inputs.request
+    conversation = _Conversation(opts, settings, messages)
+    request = replace(inputs.request, history=conversation.turns())
     vision = _VisionStep(opts, settings, messages, inputs.stdin_image) if opts.images else None
     config = GenerationConfig(
         max_tokens=opts.max_tokens if opts.max_tokens is not None else d.max_tokens,
@@ -113,6 +121,10 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
         ))
     load_seconds = time.perf_counter() - started
     info = engine.info
+    if request.history:
+        request, dropped = fit_history(engine, request)
+        if dropped:
+            messages.warn(f"left out the {dropped} oldest turn(s) of the conversation to fit the context")
     if info.n_ctx > info.n_ctx_train > 0:
         messages.warn(f"--ctx {info.n_ctx} is past the {info.n_ctx_train} tokens {ref.name} was trained on; "
                       "answers may degrade")
@@ -125,6 +137,8 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
             messages.warn(report.line())
         sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal)
         try:
+            conversation.record_when_done(ref, request, answer, config,
+                                          vision.attachments() if vision is not None else ())
             if opts.stream:
                 stream_answer(answer, sink, waiting=messages.status("Reading the prompt…"))
             else:  # lazily, so the spinner covers the whole generation
@@ -134,6 +148,7 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
                 streams.stdout.write(neutralize(quotes) if streams.stdout_is_terminal else quotes)
                 streams.stdout.flush()
         finally:
+            conversation.record()
             if opts.stats and answer.stats is not None:
                 if vision is not None:
                     for line in vision.stats_lines():
@@ -171,6 +186,54 @@ def _strategy(value: str) -> Strategy:
                          f"not {value!r}") from None
 
 
+class _Conversation:
+    """The conversation log for one ask: earlier turns in (-c/--cid), this exchange out.
+    The log never stops an answer: a failure to read or write it is a warning."""
+
+    def __init__(self, opts: AskOptions, settings: Settings, messages: Messages) -> None:
+        self._log = ConversationLog(settings.paths.log_file)
+        self._messages = messages
+        self._write = opts.log and settings.defaults.log
+        self._continue = opts.continue_last or opts.conversation_id is not None
+        self._asked_id = opts.conversation_id
+        self.id = new_conversation_id()
+        self._pending: tuple | None = None
+
+    def turns(self) -> tuple[Turn, ...]:
+        if not self._continue:
+            return ()
+        try:
+            cid = self._asked_id or self._log.latest_conversation()
+            if cid is None:
+                self._messages.warn("no earlier conversation in the log: starting a new one")
+                return ()
+            exchanges = self._log.conversation(cid)
+        except LogError as exc:
+            self._messages.warn(f"{exc.message}; answering without the earlier turns")
+            return ()
+        if not exchanges:
+            raise UsageError(f"no conversation {cid!r} in the log", hint="askgpt logs lists them")
+        self.id = cid
+        return turns_of(exchanges)
+
+    def record_when_done(self, ref: ModelRef, request: Request, answer: Answer, config: GenerationConfig,
+                         images: tuple) -> None:
+        self._pending = (ref, request, answer, config, images)
+
+    def record(self) -> None:
+        if not self._write or self._pending is None:
+            return
+        ref, request, answer, config, images = self._pending
+        if answer.stats is None:  # never started: nothing was answered
+            return
+        options = {"temperature": config.sampling.temperature, "max_tokens": config.max_tokens,
+                   "seed": config.sampling.seed, "lookup_tokens": config.sampling.lookup_tokens}
+        try:
+            self._log.record(exchange_of(self.id, ref, request, answer, options=options, images=images))
+        except (LogError, OSError) as exc:
+            self._messages.warn(f"{getattr(exc, 'message', exc)}; this exchange was not logged")
+
+
 class _VisionStep:
     """Images for one ask: loaded and checked before the model loads (a bad file fails
     fast), encoded once the model is known (the projector depends on it)."""
@@ -199,6 +262,18 @@ class _VisionStep:
             blocks, self._reports = pipeline.encode(self._images, target)
         return tuple(blocks)
 
+    def attachments(self) -> tuple:
+        from askgpt.runtime.history import Attachment
+
+        return tuple(Attachment(im.source, _size(im.source), im.sha256) for im in self._images)
+
     def stats_lines(self) -> list[str]:
         return [f"image {r.source}: encode {r.encode_seconds:.3f}s | ocr {r.ocr_seconds:.3f}s | "
                 f"{r.rows} embedding rows" for r in self._reports]
+
+
+def _size(source: str) -> int:
+    try:
+        return os.stat(source).st_size
+    except OSError:  # stdin
+        return 0

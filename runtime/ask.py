@@ -165,6 +165,7 @@ class Answer:
         self._prompt = prompt
         self._config = config
         self.stats: Stats | None = None
+        self._emitted: list[str] = []
 
     def __iter__(self) -> Iterator[str]:
         cfg = self._config
@@ -184,6 +185,7 @@ class Answer:
                 generated += 1
                 piece, stopped = stops.feed(decoder.decode(self._engine.token_bytes(token)))
                 if piece:
+                    self._emitted.append(piece)
                     yield piece
                 if stopped:
                     reason = StopReason.STOP
@@ -198,6 +200,7 @@ class Answer:
                 tail, _ = stops.feed(decoder.decode(b"", final=True))
                 tail += stops.flush()
                 if tail:
+                    self._emitted.append(tail)
                     yield tail
         except (KeyboardInterrupt, GeneratorExit):
             reason = StopReason.INTERRUPTED
@@ -215,6 +218,11 @@ class Answer:
 
     def text(self) -> str:
         return "".join(self)
+
+    @property
+    def emitted(self) -> str:
+        """What iteration has yielded so far (all of it once it has ended)."""
+        return "".join(self._emitted)
 
 
 def ask(engine: Engine, request: Request, config: GenerationConfig) -> Answer:

@@ -67,12 +67,21 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """An earlier question and answer of the same conversation (-c/--cid)."""
+
+    user: str
+    assistant: str
+
+
+@dataclass(frozen=True)
 class Request:
     instruction: str
     documents: tuple[Document, ...] = ()
     system: str | None = None
     examples: tuple[Example, ...] = ()
     images: tuple[ImageBlock, ...] = ()
+    history: tuple[Turn, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,9 @@ def build_messages(request: Request) -> list[Message]:
     for ex in request.examples:
         messages.append(Message("user", ex.input))
         messages.append(Message("assistant", ex.output))
+    for turn in request.history:
+        messages.append(Message("user", turn.user))
+        messages.append(Message("assistant", turn.assistant))
     messages.append(Message("user", user_content(request)))
     return messages
 
@@ -200,7 +212,7 @@ def render_plain(request: Request) -> str:
     parts: list[str] = []
     if request.system:
         parts.append(request.system.strip() + "\n\n")
-    for ex in request.examples:
+    for ex in [*request.examples, *(Example(t.user, t.assistant) for t in request.history)]:
         parts.append(f"Input: {ex.input}\nOutput: {ex.output}\n\n")
     parts.append(f"Input: {user_content(request)}\nOutput:")
     return "".join(parts)

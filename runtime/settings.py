@@ -29,6 +29,10 @@ class Paths:
         return self.config_dir / "config.toml"
 
     @property
+    def log_file(self) -> Path:
+        return self.data_dir / "logs.db"
+
+    @property
     def models_dir(self) -> Path:
         """Where `-m NAME` looks for NAME.gguf (besides the built-in model)."""
         return self.data_dir / "models"
@@ -67,6 +71,7 @@ class Defaults:
     batch: int = 512
     gpu_layers: int | None = None  # None: all where llama.cpp has a GPU backend
     kv_type: str = "f16"
+    log: bool = True  # keep every exchange in the conversation log (runtime.history)
     prefix_cache: bool = True  # keep evaluated prompt prefixes on disk (runtime.prefix_cache)
     prefix_cache_mb: int = 2048  # the size bound of that cache
 
@@ -98,7 +103,8 @@ def _read_config(path: Path) -> Defaults:
         )
     expected: dict[str, type | tuple[type, ...]] = {"model": str, "system": str, "ctx": int, "max_tokens": int,
                 "temperature": (int, float), "repeat_penalty": (int, float), "lookup_tokens": int, "threads": int,
-                "batch": int, "gpu_layers": int, "kv_type": str, "prefix_cache": bool, "prefix_cache_mb": int}
+                "batch": int, "gpu_layers": int, "log": bool, "kv_type": str, "prefix_cache": bool,
+                "prefix_cache_mb": int}
     for key, value in data.items():
         if not isinstance(value, expected[key]) or (isinstance(value, bool) and expected[key] is not bool):
             raise UsageError(f"{path}: '{key}' has the wrong type ({type(value).__name__})")

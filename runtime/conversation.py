@@ -1,0 +1,69 @@
+"""Continuing a conversation (-c/--cid): earlier turns replayed within the context budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from .ask import Answer
+from .engine import Engine
+from .history import Attachment, Exchange, file_sha256
+from .models import ModelRef
+from .prompt import Document, Request, Turn
+
+# Earlier turns may take at most this share of the context window, so documents and
+# the answer keep room; the oldest turns go first.
+HISTORY_SHARE = 0.5
+TURN_OVERHEAD = 12  # template tokens around one user/assistant pair (role markers, newlines)
+
+
+def turns_of(exchanges: Sequence[Exchange]) -> tuple[Turn, ...]:
+    """The turns as the model saw them. The log keeps documents' names, not their
+    text, so a replayed question names them instead of repeating them."""
+    turns = []
+    for ex in exchanges:
+        user = ex.prompt
+        if ex.documents:
+            user = f"(about {', '.join(d.source for d in ex.documents)}) {user}"
+        turns.append(Turn(user, ex.answer))
+    return tuple(turns)
+
+
+def fit_history(engine: Engine, request: Request, *, share: float = HISTORY_SHARE) -> tuple[Request, int]:
+    """Keep the latest turns whose tokens fit in ``share`` of the context window;
+    returns the request and how many of the oldest turns were dropped."""
+    budget = int(engine.info.n_ctx * share)
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(request.history):
+        cost = len(engine.tokenize(turn.user + turn.assistant, special=False)) + TURN_OVERHEAD
+        if used + cost > budget:
+            break
+        kept.append(turn)
+        used += cost
+    kept.reverse()
+    return replace(request, history=tuple(kept)), len(request.history) - len(kept)
+
+
+def document_attachment(doc: Document) -> Attachment:
+    if doc.on_disk and doc.path is not None:
+        return Attachment(doc.source, doc.size, file_sha256(doc.path))
+    return Attachment.of_bytes(doc.source, doc.text.encode("utf-8"))
+
+
+def exchange_of(conversation_id: str, ref: ModelRef, request: Request, answer: Answer, *,
+                options: dict[str, object], images: Sequence[Attachment] = ()) -> Exchange:
+    """The log entry for one answered (or interrupted) request."""
+    stats = answer.stats
+    return Exchange(
+        conversation_id=conversation_id, model=ref.name, model_path=str(ref.path),
+        prompt=request.instruction, answer=answer.emitted, system=request.system,
+        examples=tuple((e.input, e.output) for e in request.examples),
+        documents=tuple(document_attachment(d) for d in request.documents), images=tuple(images),
+        options=dict(options),
+        prompt_tokens=stats.prompt_tokens if stats else None,
+        answer_tokens=stats.generated_tokens if stats else None,
+        prompt_seconds=stats.prompt_seconds if stats else None,
+        answer_seconds=stats.generate_seconds if stats else None,
+        stop_reason=stats.stop_reason.value if stats else None,
+    )
