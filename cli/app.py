@@ -412,6 +412,60 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(str(load_settings(os.environ).paths.log_file))
 
+    config_app = typer.Typer(help="The config file: where it is, every effective value, and changes to it.",
+                             no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(config_app, name="config")
+
+    @config_app.command("path")
+    def config_path() -> None:
+        """Where the config file is (it need not exist)."""
+        from askgpt.runtime.settings import resolve_paths
+
+        typer.echo(str(resolve_paths(os.environ).config_file))
+
+    @config_app.command("show")
+    def config_show(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+        """Every key's effective value and where it comes from: environment, config file or default."""
+        from askgpt.runtime.settings import resolve_paths
+
+        from .config import environ, run_show
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            run_show(resolve_paths(os.environ), environ(), as_json=as_json)
+
+    @config_app.command("set")
+    def config_set(
+        key: Annotated[str, typer.Argument(metavar="KEY", help="A config key (askgpt config show lists them).")],
+        value: Annotated[str, typer.Argument(metavar="VALUE", help="Its new value, checked before it is written.")],
+    ) -> None:
+        """Set KEY to VALUE in the config file."""
+        from askgpt.runtime.settings import resolve_paths
+
+        from .config import run_set
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            typer.echo(run_set(resolve_paths(os.environ), key, value))
+
+    @config_app.command("unset")
+    def config_unset(key: Annotated[str, typer.Argument(metavar="KEY", help="A config key.")]) -> None:
+        """Remove KEY from the config file (its default applies again)."""
+        from askgpt.runtime.settings import resolve_paths
+
+        from .config import run_unset
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            typer.echo(run_unset(resolve_paths(os.environ), key))
+
+    @config_app.command("edit")
+    def config_edit() -> None:
+        """Open the config file in $VISUAL or $EDITOR, then check it."""
+        from askgpt.runtime.settings import resolve_paths
+
+        from .config import environ, run_edit
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            run_edit(resolve_paths(os.environ), environ())
+
     cache_app = typer.Typer(help="The on-disk cache of evaluated prompt prefixes: a second question about the "
                                  "same document starts at once.", no_args_is_help=True, rich_markup_mode=None)
     app.add_typer(cache_app, name="cache")

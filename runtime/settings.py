@@ -87,36 +87,49 @@ def truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _read_config(path: Path) -> Defaults:
+# The type of each key's value in config.toml.
+KEY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model": str, "system": str, "ctx": int, "max_tokens": int, "temperature": (int, float),
+    "repeat_penalty": (int, float), "lookup_tokens": int, "threads": int, "batch": int, "gpu_layers": int,
+    "log": bool, "kv_type": str, "prefix_cache": bool, "prefix_cache_mb": int,
+}
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """The file's keys and values, validated; {} when there is no file."""
     if not path.is_file():
-        return Defaults()
+        return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}", hint="fix or delete it") from exc
-    known = {f.name: f for f in fields(Defaults)}
-    unknown = sorted(set(data) - set(known))
+    validate_config(data, str(path))
+    return data
+
+
+def validate_config(data: Mapping[str, object], where: str) -> None:
+    known = {f.name for f in fields(Defaults)}
+    unknown = sorted(set(data) - known)
     if unknown:
-        raise UsageError(
-            f"unknown key(s) in {path}: {', '.join(unknown)}",
-            hint=f"known keys: {', '.join(known)}",
-        )
-    expected: dict[str, type | tuple[type, ...]] = {"model": str, "system": str, "ctx": int, "max_tokens": int,
-                "temperature": (int, float), "repeat_penalty": (int, float), "lookup_tokens": int, "threads": int,
-                "batch": int, "gpu_layers": int, "log": bool, "kv_type": str, "prefix_cache": bool,
-                "prefix_cache_mb": int}
+        raise UsageError(f"unknown key(s) in {where}: {', '.join(unknown)}", hint=f"known keys: {', '.join(known)}")
     for key, value in data.items():
-        if not isinstance(value, expected[key]) or (isinstance(value, bool) and expected[key] is not bool):
-            raise UsageError(f"{path}: '{key}' has the wrong type ({type(value).__name__})")
+        expected = KEY_TYPES[key]
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+            raise UsageError(f"{where}: '{key}' has the wrong type ({type(value).__name__})")
     if data.get("kv_type", "f16") not in KV_CACHE_TYPES:
-        raise UsageError(f"{path}: 'kv_type' must be one of {', '.join(KV_CACHE_TYPES)}")
-    for key in ("threads", "batch", "prefix_cache_mb"):
-        if key in data and data[key] < 1:
-            raise UsageError(f"{path}: '{key}' must be at least 1")
-    for key in ("gpu_layers", "lookup_tokens"):
-        if data.get(key, 0) < 0:
-            raise UsageError(f"{path}: '{key}' must be 0 or more")
-    return Defaults(**data)
+        raise UsageError(f"{where}: 'kv_type' must be one of {', '.join(KV_CACHE_TYPES)}")
+    for key in ("threads", "batch", "prefix_cache_mb", "ctx", "max_tokens"):
+        if key in data and data[key] < (0 if key == "ctx" else 1):  # type: ignore[operator]
+            raise UsageError(f"{where}: '{key}' must be at least {0 if key == 'ctx' else 1}")
+    for key in ("gpu_layers", "lookup_tokens", "temperature"):
+        if data.get(key, 0) < 0:  # type: ignore[operator]
+            raise UsageError(f"{where}: '{key}' must be 0 or more")
+    if data.get("repeat_penalty", 1) <= 0:  # type: ignore[operator]
+        raise UsageError(f"{where}: 'repeat_penalty' must be more than 0")
+
+
+def _read_config(path: Path) -> Defaults:
+    return Defaults(**read_config_file(path))  # type: ignore[arg-type]
 
 
 def prefix_cache_config(settings: Settings) -> PrefixCacheConfig | None:
