@@ -233,6 +233,10 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--kv-type", metavar="f16|q8_0|f32",
             help="Attention cache type; q8_0 halves its memory for long windows [default: f16].",
             show_default=False)] = None,
+        template: Annotated[str | None, typer.Option(
+            "-T", "--template", metavar="NAME",
+            help="Use a saved task: its system prompt, examples and suffix (askgpt templates list).",
+            show_default=False)] = None,
         continue_last: Annotated[bool, typer.Option(
             "-c", "--continue", help="Continue the latest conversation (its earlier turns are sent too).")] = False,
         cid: Annotated[str | None, typer.Option(
@@ -266,6 +270,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 temperature=temperature, max_tokens=max_tokens, seed=seed, lookup=lookup, ctx=ctx,
                 threads=threads, batch=batch, gpu_layers=gpu_layers, kv_type=kv_type,
                 prefix_cache=not no_cache, continue_last=continue_last, conversation_id=cid, log=not no_log,
+                template=template,
                 stream=not no_stream, stats=stats, debug=debug,
             )
             # A closed stdin (`askgpt ... <&-`) leaves sys.stdin None: treat it as absent.
@@ -411,6 +416,74 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(str(load_settings(os.environ).paths.log_file))
+
+    templates_app = typer.Typer(help="Saved prompt templates: a task description and few-shot examples, "
+                                     "reused with askgpt -T NAME.", no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(templates_app, name="templates")
+
+    def _store() -> Any:
+        from askgpt.runtime.settings import resolve_paths
+        from askgpt.runtime.templates import TemplateStore
+
+        return TemplateStore(resolve_paths(os.environ).templates_dir)
+
+    @templates_app.command("list")
+    def templates_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+        """The built-in and saved templates."""
+        from .templates import run_list
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            run_list(_store(), as_json=as_json)
+
+    @templates_app.command("show")
+    def templates_show(
+        name: Annotated[str, typer.Argument(metavar="NAME")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    ) -> None:
+        """One template whole."""
+        from .templates import run_show
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            run_show(_store(), name, as_json=as_json)
+
+    @templates_app.command("save")
+    def templates_save(
+        name: Annotated[str, typer.Argument(metavar="NAME", help="lowercase letters, digits, - and _")],
+        system: Annotated[str | None, typer.Option("-s", "--system", metavar="TEXT",
+                                                   help="The task description.", show_default=False)] = None,
+        examples: Annotated[list[str] | None, typer.Option("-e", "--example", metavar="'IN => OUT'",
+                                                           help="A few-shot example, repeatable.",
+                                                           show_default=False)] = None,
+        examples_file: Annotated[str | None, typer.Option("--examples", metavar="FILE",
+                                                          help="A JSONL file of {input, output} examples.",
+                                                          show_default=False)] = None,
+        suffix: Annotated[str | None, typer.Option("--suffix", metavar="TEXT",
+                                                   help="Appended to the question, e.g. 'Answer in one word.'",
+                                                   show_default=False)] = None,
+    ) -> None:
+        """Save (or replace) template NAME."""
+        from .templates import run_save
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            path = run_save(_store(), name, system=system, examples=tuple(examples or ()),
+                            examples_file=examples_file, suffix=suffix)
+            typer.echo(f"saved {name} ({path})")
+
+    @templates_app.command("edit")
+    def templates_edit(name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+        """Open template NAME's file in $VISUAL or $EDITOR (a built-in one is copied first)."""
+        from .templates import run_edit
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+            typer.echo(f"saved {name} ({run_edit(_store(), name, editor)})")
+
+    @templates_app.command("rm")
+    def templates_rm(name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+        """Delete saved template NAME (built-in ones stay)."""
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            _store().remove(name)
+            typer.echo(f"removed {name}")
 
     config_app = typer.Typer(help="The config file: where it is, every effective value, and changes to it.",
                              no_args_is_help=True, rich_markup_mode=None)

@@ -19,6 +19,7 @@ from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.prompt import Request, Turn
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, prefix_cache_config
+from askgpt.runtime.templates import TemplateStore, apply_template, template_words
 
 from .render import Messages, format_cache_events, format_quotes, format_stats, make_sink, neutralize, stream_answer
 
@@ -53,6 +54,7 @@ class AskOptions:
     continue_last: bool = False  # -c: continue the latest conversation
     conversation_id: str | None = None  # --cid ID: continue that one
     log: bool = True  # --no-log skips logging this exchange
+    template: str | None = None  # -T NAME: a saved task description and examples
     stream: bool = True
     stats: bool = False
     debug: bool = False  # also show llama.cpp's own log lines
@@ -75,13 +77,20 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
     d = settings.defaults
     # -s "" means: no system prompt at all (the model template's own default applies).
     system = opts.system if opts.system is not None else (d.system if d.system is not None else DEFAULT_SYSTEM)
+    template = TemplateStore(settings.paths.templates_dir).get(opts.template) if opts.template else None
+    words = opts.prompt_words
+    if template is not None:
+        words, template = template_words(template, words)
     inputs = collect_inputs(
-        prompt_words=opts.prompt_words, files=opts.files,
+        prompt_words=words, files=opts.files,
         stdin=streams.stdin, stdin_is_terminal=streams.stdin_is_terminal,
         system=system or None, example_args=opts.examples, examples_file=opts.examples_file,
         image_args=opts.images,
     )
     try:
+        if template is not None:
+            inputs = replace(inputs, request=apply_template(template, inputs.request,
+                                                            system_given=opts.system is not None))
         _answer(opts, inputs, settings=settings, engine_factory=engine_factory,
                 streams=streams, messages=messages)
     finally:

@@ -29,6 +29,10 @@ class Paths:
         return self.config_dir / "config.toml"
 
     @property
+    def templates_dir(self) -> Path:
+        return self.config_dir / "templates"
+
+    @property
     def log_file(self) -> Path:
         return self.data_dir / "logs.db"
 

@@ -1,0 +1,62 @@
+"""`askgpt templates list|show|save|edit|rm`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+from askgpt.runtime.errors import UsageError
+from askgpt.runtime.inputs import load_examples
+from askgpt.runtime.prompt import parse_example
+from askgpt.runtime.templates import BUILTIN, Template, TemplateStore
+
+from .render import print_result
+
+
+def run_list(store: TemplateStore, *, as_json: bool) -> None:
+    found = [store.get(name) for name in store.names()]
+    lines = [f"{t.name:16s} {'built-in' if t.builtin else 'saved   '}  {(t.system or '')[:70]}" for t in found]
+    print_result({"templates": [t.to_json() for t in found]}, "\n".join(lines), as_json=as_json)
+
+
+def run_show(store: TemplateStore, name: str, *, as_json: bool) -> None:
+    t = store.get(name)
+    lines = [f"template {t.name} ({'built-in' if t.builtin else store.path(name)})"]
+    if t.system:
+        lines.append(f"system: {t.system}")
+    lines += [f"example: {e.input!r} => {e.output!r}" for e in t.examples]
+    if t.suffix:
+        lines.append(f"suffix: {t.suffix}")
+    print_result(t.to_json(), "\n".join(lines), as_json=as_json)
+
+
+def run_save(store: TemplateStore, name: str, *, system: str | None, examples: tuple[str, ...],
+             examples_file: str | None, suffix: str | None) -> Path:
+    parsed = [parse_example(e) for e in examples]
+    if examples_file:
+        parsed += load_examples(examples_file)
+    if not system and not parsed and not suffix:
+        raise UsageError("a template needs a system prompt, examples or a suffix",
+                         hint='e.g. askgpt templates save haiku -s "Answer with a haiku."')
+    return store.save(Template(name, system or None, tuple(parsed), suffix or None))
+
+
+def run_edit(store: TemplateStore, name: str, editor: str) -> Path:
+    """Open the template's file in the editor (a built-in one is copied first), then check it."""
+    path = store.path(name)
+    if not path.is_file():
+        if name not in BUILTIN:
+            store.get(name)  # raises "no template"
+        store.save(BUILTIN[name])
+    try:
+        subprocess.run([*shlex.split(editor), str(path)], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise UsageError(f"the editor {editor!r} failed: {exc}", hint="set $EDITOR") from exc
+    store.get(name)  # a usage error naming the problem if the edit broke it
+    return path
+
+
+def dump(template: Template) -> str:
+    return json.dumps(template.to_json(), indent=1)

@@ -1,0 +1,147 @@
+"""Saved prompt templates: a task description and few-shot examples, reused by name
+(`askgpt -T NAME "..."`) — GPT-3's in-context learning made a reusable tool.
+
+A template is a system prompt, examples, and an optional suffix appended to the
+user's words. A few ship with askgpt; users save their own as JSON files in the
+config folder's ``templates/``. A user's template of the same name wins.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import InputNotFoundError, UsageError
+from .files import atomic_write
+from .prompt import Example, Request
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    system: str | None = None
+    examples: tuple[Example, ...] = ()
+    suffix: str | None = None  # appended to the instruction, e.g. "Answer in one word."
+    builtin: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "system": self.system, "suffix": self.suffix, "builtin": self.builtin,
+                "examples": [{"input": e.input, "output": e.output} for e in self.examples]}
+
+    def instruction(self, words: str) -> str:
+        return f"{words}\n\n{self.suffix}" if self.suffix else words
+
+
+BUILTIN: dict[str, Template] = {t.name: t for t in (
+    Template(
+        "translate",
+        system="Translate the user's text into French. Reply with the French translation only, on one line.",
+        examples=(Example("Good morning.", "Bonjour."), Example("Where is the station?", "Où est la gare ?")),
+        builtin=True),
+    Template(
+        "summarize",
+        system="Summarize the user's text in one or two short sentences. Reply with the summary only.",
+        suffix="Summarize the text above in one or two sentences.",
+        builtin=True),
+    Template(
+        "explain-code",
+        system="Explain what the user's code does, in plain English, in a few sentences.",
+        suffix="Explain what this code does.",
+        builtin=True),
+    Template(
+        "commit-message",
+        system="Write a one-line git commit message for the user's diff, in the imperative mood, "
+               "under 72 characters. Reply with the message only.",
+        examples=(Example("--- a/app.py\n+++ b/app.py\n-    return a+b\n+    return a + b",
+                          "Format the addition in app.py"),
+                  Example("--- a/setup.cfg\n+++ b/setup.cfg\n-version = 1.0\n+version = 1.1",
+                          "Bump the version to 1.1")),
+        suffix="Write a one-line commit message for this diff.",
+        builtin=True),
+    Template(
+        "classify",
+        system="Classify the sentiment of the user's text. Reply with exactly one word: positive, negative "
+               "or neutral.",
+        examples=(Example("I love this phone, it is great.", "positive"),
+                  Example("The food was cold and awful.", "negative"),
+                  Example("The meeting is at noon.", "neutral"),
+                  Example("What a fantastic day!", "positive"),
+                  Example("I hate waiting in line.", "negative")),
+        builtin=True),
+)}
+
+
+class TemplateStore:
+    """The user's templates in ``folder`` (one NAME.json each), over the built-in ones."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def names(self) -> list[str]:
+        mine = {p.stem for p in self.folder.glob("*.json")} if self.folder.is_dir() else set()
+        return sorted(mine | set(BUILTIN))
+
+    def get(self, name: str) -> Template:
+        path = self.folder / f"{name}.json"
+        if NAME_PATTERN.match(name) and path.is_file():
+            return _parse(name, path)
+        if name in BUILTIN:
+            return BUILTIN[name]
+        raise InputNotFoundError(f"no template {name!r}", hint=f"templates: {', '.join(self.names())}")
+
+    def save(self, template: Template) -> Path:
+        if not NAME_PATTERN.match(template.name):
+            raise UsageError(f"bad template name {template.name!r}",
+                             hint="use lowercase letters, digits, - and _ (up to 64)")
+        path = self.folder / f"{template.name}.json"
+        data = template.to_json()
+        del data["builtin"], data["name"]
+        with atomic_write(path) as fh:
+            fh.write((json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+        return path
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def remove(self, name: str) -> None:
+        path = self.folder / f"{name}.json"
+        if not (NAME_PATTERN.match(name) and path.is_file()):
+            what = "a built-in template cannot be removed" if name in BUILTIN else f"no saved template {name!r}"
+            raise InputNotFoundError(what)
+        path.unlink()
+
+
+def _parse(name: str, path: Path) -> Template:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        examples = tuple(Example(str(e["input"]), str(e["output"])) for e in data.get("examples", []))
+        system, suffix = data.get("system"), data.get("suffix")
+        if not (system is None or isinstance(system, str)) or not (suffix is None or isinstance(suffix, str)):
+            raise TypeError("system and suffix must be strings")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"template {path} is not valid: {exc}", hint=f"fix it or askgpt templates rm {name}") from exc
+    return Template(name, system, examples, suffix)
+
+
+def template_words(template: Template, words: tuple[str, ...]) -> tuple[tuple[str, ...], Template]:
+    """With no words of the user's own, a template's suffix is the question itself (so
+    `git diff | askgpt -T commit-message` reads the diff as a document); it is then not
+    appended a second time."""
+    if words or not template.suffix:
+        return words, template
+    return (template.suffix,), replace(template, suffix=None)
+
+
+def apply_template(template: Template, request: Request, *, system_given: bool) -> Request:
+    """The request with the template's task: its system prompt (unless -s was given), its
+    examples before the user's, and its suffix after the user's words."""
+    return replace(
+        request,
+        system=request.system if system_given or template.system is None else template.system,
+        examples=(*template.examples, *request.examples),
+        instruction=template.instruction(request.instruction),
+    )
