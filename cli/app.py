@@ -57,6 +57,8 @@ class DefaultCommandGroup(TyperGroup):
         """Click's own errors (bad option, bad value) also end in one line on stderr."""
         errors = _click_exceptions()
         no_args_help = getattr(errors, "NoArgsIsHelpError", ())
+        # Some Typer versions' vendored Click has no Abort of its own (typer.Abort is it).
+        aborts = (getattr(errors, "Abort", typer.Abort), typer.Abort)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False,
                               windows_expand_args=windows_expand_args, **extra)
@@ -71,7 +73,7 @@ class DefaultCommandGroup(TyperGroup):
         except errors.ClickException as exc:
             typer.echo(f"askgpt: error: {exc.format_message()}", err=True)
             code = exc.exit_code
-        except (errors.Abort, typer.Abort):  # Ctrl-C while click itself was running
+        except aborts:  # Ctrl-C while click itself was running
             typer.echo("askgpt: interrupted", err=True)
             code = int(ExitCode.INTERRUPTED)
         if standalone_mode:
@@ -139,12 +141,30 @@ for every option). To ask a question that starts with a subcommand's name, write
 """
 
 
+def complete_models(incomplete: str) -> list[str]:
+    """Shell completion for -m: the models askgpt knows by name (headers are not read)."""
+    from askgpt.runtime.models import list_models
+    from askgpt.runtime.settings import resolve_paths
+
+    names = [ref.name for ref in list_models(resolve_paths(os.environ).models_dir)]
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def complete_templates(incomplete: str) -> list[str]:
+    """Shell completion for -T: built-in and saved template names."""
+    from askgpt.runtime.settings import resolve_paths
+    from askgpt.runtime.templates import TemplateStore
+
+    names = TemplateStore(resolve_paths(os.environ).templates_dir).names()
+    return [n for n in names if n.startswith(incomplete)]
+
+
 def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     """Build the CLI. Tests pass a scripted ``engine_factory``; the default loads llama.cpp lazily."""
     app = typer.Typer(
         cls=DefaultCommandGroup,
         help=HELP,
-        add_completion=False,
+        add_completion=True,
         no_args_is_help=False,
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
@@ -165,7 +185,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             show_default=False)] = None,
         model: Annotated[str | None, typer.Option(
             "-m", "--model", metavar="NAME|PATH", help="Model NAME or PATH to a .gguf file (default: $ASKGPT_MODEL, "
-            "then config, then the built-in SmolLM2-135M-Instruct).", show_default=False)] = None,
+            "then config, then the built-in SmolLM2-135M-Instruct).", show_default=False,
+            autocompletion=complete_models)] = None,
         system: Annotated[str | None, typer.Option(
             "-s", "--system", metavar="TEXT", help="System prompt: the task description. -s '' sends none.",
             show_default=False)] = None,
@@ -236,7 +257,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         template: Annotated[str | None, typer.Option(
             "-T", "--template", metavar="NAME",
             help="Use a saved task: its system prompt, examples and suffix (askgpt templates list).",
-            show_default=False)] = None,
+            show_default=False, autocompletion=complete_templates)] = None,
         continue_last: Annotated[bool, typer.Option(
             "-c", "--continue", help="Continue the latest conversation (its earlier turns are sent too).")] = False,
         cid: Annotated[str | None, typer.Option(

@@ -138,3 +138,18 @@ def test_readme_recipes_run_on_the_builtin_model(tmp_path: Path) -> None:
         # make fails on purpose; without pipefail the status is askgpt's, the last in the pipe.
         assert result.returncode == 0 and result.stdout.strip(), (recipe, result.stderr)
         assert "askgpt: error" not in result.stderr, (recipe, result.stderr)
+
+
+def test_shell_completion_offers_template_and_model_names(tmp_path: Path) -> None:
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "ASKGPT_HOME": str(tmp_path), "_ASKGPT_COMPLETE": "complete_bash",
+               "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+        result = subprocess.run([ASKGPT_BIN], env=env, capture_output=True, text=True, cwd=REPO / "tests", timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("askgpt -T c") == ["classify", "commit-message"]
+    assert complete("askgpt ask -m smol") == ["smollm2"]
+    shown = subprocess.run([ASKGPT_BIN, "--show-completion", "bash"], capture_output=True, text=True,
+                           cwd=REPO / "tests", timeout=60)
+    assert "_ASKGPT_COMPLETE" in shown.stdout
