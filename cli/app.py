@@ -392,6 +392,43 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             run_report(model, reference, text=text, ctx=ctx, as_json=as_json,
                        engine_factory=engine_factory or _default_engine_factory(), messages=messages)
 
+    @app.command("chat")
+    def chat_command(
+        model: Annotated[str | None, typer.Option("-m", "--model", metavar="NAME|PATH", help="Model, as for ask.",
+                                                  show_default=False, autocompletion=complete_models)] = None,
+        system: Annotated[str | None, typer.Option("-s", "--system", metavar="TEXT", help="System prompt.",
+                                                   show_default=False)] = None,
+        examples: Annotated[list[str] | None, typer.Option("-e", "--example", metavar="'IN => OUT'",
+                                                           help="A few-shot example, repeatable.",
+                                                           show_default=False)] = None,
+        files: Annotated[list[str] | None, typer.Option("-f", "--file", metavar="FILE",
+                                                        help="A document for the first question, repeatable.",
+                                                        show_default=False)] = None,
+        images: Annotated[list[str] | None, typer.Option("-i", "--image", metavar="IMAGE",
+                                                         help="An image for the first question, repeatable.",
+                                                         show_default=False)] = None,
+        ctx: Annotated[int | None, typer.Option("--ctx", min=0, metavar="N", help="Context size, as for ask.",
+                                                show_default=False)] = None,
+        max_tokens: Annotated[int | None, typer.Option("-n", "--max-tokens", min=1, metavar="N",
+                                                       help="Most tokens per answer.", show_default=False)] = None,
+        temperature: Annotated[float | None, typer.Option("-t", "--temperature", min=0.0, metavar="T",
+                                                          help="Sampling temperature.", show_default=False)] = None,
+        no_log: Annotated[bool, typer.Option("--no-log", help="Do not log the turns.")] = False,
+    ) -> None:
+        """Talk with the model: it loads once and keeps the conversation in its attention cache.
+        Commands: /image, /file, /system, /example, /clear, /save, /stats, /model, /help, /exit."""
+        from askgpt.runtime.settings import load_settings
+
+        from .chat import ChatOptions, run_chat
+
+        messages = Messages(sys.stderr, quiet=False)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            run_chat(ChatOptions(model=model, system=system, examples=tuple(examples or ()),
+                                 files=tuple(files or ()), images=tuple(images or ()), ctx=ctx,
+                                 max_tokens=max_tokens, temperature=temperature, log=not no_log),
+                     settings=load_settings(os.environ), engine_factory=engine_factory or _default_engine_factory(),
+                     messages=messages)
+
     logs_app = typer.Typer(help="The conversation log: every exchange, kept in SQLite in the data folder.",
                            rich_markup_mode=None)
     app.add_typer(logs_app, name="logs")

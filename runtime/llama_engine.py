@@ -333,23 +333,31 @@ class LlamaEngine:
 
     def _decode_tokens(self, tokens: list[int]) -> None:
         """Decode ``tokens`` after the cached positions, keeping every position's logits."""
+        llm = self._llm
+        self._decode_batch(len(tokens), tokens=tokens, all_logits=True, what="the guessed tokens")
+        llm.input_ids[llm.n_tokens:llm.n_tokens + len(tokens)] = tokens
+        llm.n_tokens += len(tokens)
+
+    def _decode_batch(self, n: int, *, tokens: Sequence[int] | None = None, rows: Any = None,
+                      all_logits: bool, what: str) -> None:
+        """One llama_decode of ``n`` token ids or embedding rows at the next positions."""
         lib, llm = self._lib, self._llm
-        n = len(tokens)
-        batch = lib.llama_batch_init(n, 0, 1)
+        batch = lib.llama_batch_init(n, 0 if rows is None else self._info.n_embd, 1)
         try:
-            for i, token in enumerate(tokens):
-                batch.token[i] = token
+            if rows is not None:
+                ctypes.memmove(batch.embd, rows.ctypes.data, rows.nbytes)
+            for i in range(n):
+                if tokens is not None:
+                    batch.token[i] = tokens[i]
                 batch.pos[i] = llm.n_tokens + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = 1
+                batch.logits[i] = int(all_logits)
             batch.n_tokens = n
             if lib.llama_decode(llm.ctx, batch) != 0:
-                raise InferenceError("llama.cpp failed while generating")
+                raise InferenceError(f"llama.cpp failed to decode {what}")
         finally:
             lib.llama_batch_free(batch)
-        llm.input_ids[llm.n_tokens:llm.n_tokens + n] = tokens
-        llm.n_tokens += n
 
     def _shift_context(self, *, keep: int) -> bool:
         """Context shift, as llama.cpp's own CLI does it: keep the first ``keep``
@@ -490,7 +498,7 @@ class LlamaEngine:
     def _decode_embeddings(self, part: EmbeddingRows, lo: int, hi: int) -> None:
         import numpy as np
 
-        lib, llm = self._lib, self._llm
+        llm = self._llm
         keys = embedding_keys(part)
         rows = np.ascontiguousarray(part.rows, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] != self._info.n_embd:
@@ -498,21 +506,9 @@ class LlamaEngine:
                 f"embedding rows have shape {rows.shape}, the model needs (n, {self._info.n_embd})"
             )
         for start in range(lo, hi, llm.n_batch):
-            chunk = rows[start:min(start + llm.n_batch, hi)]
+            chunk = np.ascontiguousarray(rows[start:min(start + llm.n_batch, hi)])
             n = len(chunk)
-            batch = lib.llama_batch_init(n, self._info.n_embd, 1)
-            try:
-                ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
-                for i in range(n):
-                    batch.pos[i] = llm.n_tokens + i
-                    batch.n_seq_id[i] = 1
-                    batch.seq_id[i][0] = 0
-                    batch.logits[i] = 0
-                batch.n_tokens = n
-                if lib.llama_decode(llm.ctx, batch) != 0:
-                    raise InferenceError("llama.cpp failed to decode embedding rows")
-            finally:
-                lib.llama_batch_free(batch)
+            self._decode_batch(n, rows=chunk, all_logits=False, what="embedding rows")
             # Keys from the rows' content: a later prompt matches this prefix only
             # with the same image.
             llm.input_ids[llm.n_tokens:llm.n_tokens + n] = keys[start:start + n]
