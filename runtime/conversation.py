@@ -30,8 +30,9 @@ def turns_of(exchanges: Sequence[Exchange]) -> tuple[Turn, ...]:
 
 
 def fit_history(engine: Engine, request: Request, *, share: float = HISTORY_SHARE) -> tuple[Request, int]:
-    """Keep the latest turns whose tokens fit in ``share`` of the context window;
-    returns the request and how many of the oldest turns were dropped."""
+    """Keep the latest turns whose tokens fit in ``share`` of the context window; the
+    ones left out are named in a short extractive summary added to the system prompt.
+    Returns the request and how many of the oldest turns were left out."""
     budget = int(engine.info.n_ctx * share)
     kept: list[Turn] = []
     used = 0
@@ -42,7 +43,25 @@ def fit_history(engine: Engine, request: Request, *, share: float = HISTORY_SHAR
         kept.append(turn)
         used += cost
     kept.reverse()
-    return replace(request, history=tuple(kept)), len(request.history) - len(kept)
+    dropped = request.history[: len(request.history) - len(kept)]
+    if not dropped:
+        return request, 0
+    note = f"Earlier in this conversation (left out to fit): {summarize_turns(dropped)}"
+    system = f"{request.system}\n\n{note}" if request.system else note
+    return replace(request, history=tuple(kept), system=system), len(dropped)
+
+
+def summarize_turns(turns: Sequence[Turn], *, last: int = 5, words: int = 16) -> str:
+    """The gist of left-out turns, extractively: the opening words of each of the last
+    ``last`` questions and answers (a model call here would cost more than the turns)."""
+    def opening(text: str) -> str:
+        parts = text.split()
+        return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+
+    shown = turns[-last:]
+    lines = [f'the user asked "{opening(t.user)}" and was told "{opening(t.assistant)}"' for t in shown]
+    skipped = len(turns) - len(shown)
+    return ("; ".join(lines) + (f" ({skipped} earlier turns not shown)" if skipped else "")).strip()
 
 
 def document_attachment(doc: Document) -> Attachment:

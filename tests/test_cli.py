@@ -283,3 +283,34 @@ def test_reading_spinner_is_silent_off_a_terminal() -> None:
     # stderr is not a terminal under the runner: no spinner frames may leak into it.
     result, _ = invoke(["hi"])
     assert result.stderr == ""
+
+
+def test_logs_config_and_templates_commands_on_the_scripted_engine() -> None:
+    assert invoke(["first question"])[0].exit_code == 0
+    assert invoke(["-c", "second question"])[0].exit_code == 0
+    listed = json.loads(invoke(["logs", "--json"])[0].stdout)
+    assert [e["prompt"] for e in listed] == ["second question", "first question"]
+    assert listed[0]["conversation_id"] == listed[1]["conversation_id"]
+    assert "first question" in invoke(["logs", "show", str(listed[1]["id"])])[0].stdout
+
+    assert invoke(["config", "set", "max_tokens", "3"])[0].exit_code == 0
+    shown = json.loads(invoke(["config", "show", "--json"])[0].stdout)
+    assert shown["max_tokens"] == {"value": 3, "source": "config file"}
+    assert invoke(["hello"])[0].stdout == "scr\n"  # the config's max_tokens applies
+    assert invoke(["config", "unset", "max_tokens"])[0].exit_code == 0
+
+    result, factory = invoke(["-T", "classify", "I love it."])
+    assert result.exit_code == 0
+    prompt = factory.engine.prompts[0]
+    assert "Classify the sentiment" in prompt and "What a fantastic day!" in prompt
+    assert invoke(["templates", "save", "t1", "-s", "Task one."])[0].exit_code == 0
+    assert "t1" in invoke(["templates", "list"])[0].stdout
+
+
+def test_chat_on_the_scripted_engine() -> None:
+    result, factory = invoke(["chat"], input="hello\n/system Be terse.\nagain\n")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("scripted answer") == 2
+    second = factory.engine.prompts[1]
+    assert "Be terse." in second and "hello" in second and "scripted answer" in second  # the first turn is resent
+    assert len(factory.calls) == 1  # the model loaded once

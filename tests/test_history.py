@@ -96,8 +96,11 @@ def test_history_keeps_the_latest_turns_that_fit(real_engine) -> None:  # type: 
     from askgpt.runtime.conversation import fit_history
 
     turns = tuple(Turn(f"question {i} " + "word " * 100, f"answer {i}") for i in range(30))
-    fitted, dropped = fit_history(real_engine, Request("next?", history=turns))
+    fitted, dropped = fit_history(real_engine, Request("next?", system="Be brief.", history=turns))
     assert dropped > 0 and fitted.history == turns[dropped:]
+    # The left-out turns are summarized in the system prompt, latest first kept.
+    assert fitted.system is not None and fitted.system.startswith("Be brief.\n\nEarlier in this conversation")
+    assert f'"question {dropped - 1} word' in fitted.system and '"question 0 word' not in fitted.system
     assert fit_history(real_engine, Request("next?", history=turns[:2])) == (Request("next?", history=turns[:2]), 0)
 
 
