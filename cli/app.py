@@ -258,6 +258,15 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "-T", "--template", metavar="NAME",
             help="Use a saved task: its system prompt, examples and suffix (askgpt templates list).",
             show_default=False, autocompletion=complete_templates)] = None,
+        json_object: Annotated[bool, typer.Option(
+            "--json", help="Answer with a JSON object (generation is constrained by a grammar).")] = False,
+        schema: Annotated[str | None, typer.Option(
+            "--schema", metavar="FILE|JSON",
+            help="""Answer with JSON matching this schema: a file, a JSON schema, or shorthand like """
+                 """'{"name": "string", "tags": ["string"], "size": "small|large"}'.""",
+            show_default=False)] = None,
+        extract: Annotated[bool, typer.Option(
+            "-x", "--extract", help="Print only the first fenced code block of the answer.")] = False,
         continue_last: Annotated[bool, typer.Option(
             "-c", "--continue", help="Continue the latest conversation (its earlier turns are sent too).")] = False,
         cid: Annotated[str | None, typer.Option(
@@ -291,7 +300,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 temperature=temperature, max_tokens=max_tokens, seed=seed, lookup=lookup, ctx=ctx,
                 threads=threads, batch=batch, gpu_layers=gpu_layers, kv_type=kv_type,
                 prefix_cache=not no_cache, continue_last=continue_last, conversation_id=cid, log=not no_log,
-                template=template,
+                template=template, json_object=json_object, schema=schema, extract=extract,
                 stream=not no_stream, stats=stats, debug=debug,
             )
             # A closed stdin (`askgpt ... <&-`) leaves sys.stdin None: treat it as absent.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.prompt import Request, Turn
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, prefix_cache_config
+from askgpt.runtime.structured import ANY_OBJECT, check_json, first_code_block, load_schema, schema_instruction
 from askgpt.runtime.templates import TemplateStore, apply_template, template_words
 
 from .render import Messages, format_cache_events, format_quotes, format_stats, make_sink, neutralize, stream_answer
@@ -55,6 +57,9 @@ class AskOptions:
     conversation_id: str | None = None  # --cid ID: continue that one
     log: bool = True  # --no-log skips logging this exchange
     template: str | None = None  # -T NAME: a saved task description and examples
+    json_object: bool = False  # --json: the answer is a JSON object
+    schema: str | None = None  # --schema FILE|JSON: ... matching this schema
+    extract: bool = False  # -x: print only the answer's first fenced code block
     stream: bool = True
     stats: bool = False
     debug: bool = False  # also show llama.cpp's own log lines
@@ -103,15 +108,20 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     conversation = _Conversation(opts, settings, messages)
     request = replace(inputs.request, history=conversation.turns())
     vision = _VisionStep(opts, settings, messages, inputs.stdin_image) if opts.images else None
-    config = GenerationConfig(
-        max_tokens=opts.max_tokens if opts.max_tokens is not None else d.max_tokens,
-        sampling=SamplingConfig(
-            temperature=opts.temperature if opts.temperature is not None else d.temperature,
-            repeat_penalty=d.repeat_penalty,
-            seed=opts.seed,
-            lookup_tokens=opts.lookup if opts.lookup is not None else d.lookup_tokens,
-        ),
+    schema = _schema(opts)
+    if schema is not None:
+        request = replace(request, system="\n\n".join(x for x in (request.system, schema_instruction(schema)) if x))
+    sampling = SamplingConfig(
+        temperature=opts.temperature if opts.temperature is not None else d.temperature,
+        repeat_penalty=d.repeat_penalty,
+        seed=opts.seed,
+        lookup_tokens=opts.lookup if opts.lookup is not None else d.lookup_tokens,
     )
+    if schema is not None:
+        # The grammar bounds the form; a repeated value (a list of numbers) is not a loop to cut.
+        sampling = replace(sampling, json_schema=json.dumps(schema), loop_guard=None)
+    config = GenerationConfig(max_tokens=opts.max_tokens if opts.max_tokens is not None else d.max_tokens,
+                              sampling=sampling)
     long_context = LongContextConfig(strategy=_strategy(opts.strategy), read_tokens=opts.read_tokens)
     ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
     started = time.perf_counter()
@@ -144,11 +154,14 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
             answer, report = LongContext(engine, long_context, progress=progress).answer(request, config)
         if report is not None and report.strategy is not Strategy.STUFF:
             messages.warn(report.line())
-        sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal)
+        # JSON and extracted code go out as they are, never rendered as Markdown.
+        sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal and schema is None and not opts.extract)
         try:
             conversation.record_when_done(ref, request, answer, config,
                                           vision.attachments() if vision is not None else ())
-            if opts.stream:
+            if opts.extract:
+                stream_answer(_first_block(answer, messages), sink, waiting=messages.status("Writing the answer…"))
+            elif opts.stream:
                 stream_answer(answer, sink, waiting=messages.status("Reading the prompt…"))
             else:  # lazily, so the spinner covers the whole generation
                 stream_answer(_whole(answer), sink, waiting=messages.status("Writing the answer…"))
@@ -175,10 +188,27 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     finally:
         engine.close()
     stats = answer.stats
+    if schema is not None and stats is not None and stats.stop_reason is not StopReason.INTERRUPTED:
+        check_json(answer.emitted)
     if stats is not None and stats.stop_reason is StopReason.LOOP:
         messages.warn("stopped early: the answer started repeating itself")
     elif stats is not None and stats.stop_reason is StopReason.LENGTH:
         messages.warn(f"stopped at the {config.max_tokens}-token limit (raise it with -n)")
+
+
+def _schema(opts: AskOptions) -> dict | None:
+    if opts.schema is not None:
+        return load_schema(opts.schema)
+    return dict(ANY_OBJECT) if opts.json_object else None
+
+
+def _first_block(answer: Answer, messages: Messages) -> Iterator[str]:
+    """-x: the first fenced code block of the whole answer (the answer itself if it has none)."""
+    text = answer.text()
+    block = first_code_block(text)
+    if block is None:
+        messages.warn("the answer has no fenced code block; printing it whole")
+    yield text if block is None else block
 
 
 def _kv_type(value: str) -> str:

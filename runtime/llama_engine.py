@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import EmbeddingRows, EngineConfig, ModelInfo, PromptPart, TokenIds, embedding_keys, prompt_keys
-from .errors import InferenceError, ModelLoadError
+from .errors import InferenceError, ModelLoadError, UsageError
 from .gguf_check import check_gguf
 from .memory import KV_ELEMENT_BYTES, check_fits
 from .model_guard import ensure_loads_safely
@@ -219,7 +219,7 @@ class LlamaEngine:
     def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Generator[int, None, None]:
         llm = self._llm
         llm.set_seed(self._lib.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed)
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             temp=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
             min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty,
         )
@@ -233,7 +233,9 @@ class LlamaEngine:
         else:
             self._read_prompt(prompt)
             n_prompt = llm.n_tokens
-        if sampling.temperature == 0 and sampling.lookup_tokens > 0:
+        if sampling.json_schema is not None:
+            kwargs["grammar"] = self._grammar(sampling.json_schema)
+        elif sampling.temperature == 0 and sampling.lookup_tokens > 0:
             yield from self._lookup_decode(sampling, n_prompt, ids[-1] if text_only else None)
             return
         if text_only:
@@ -261,6 +263,14 @@ class LlamaEngine:
             raise InferenceError(f"llama.cpp failed while generating: {exc}") from exc
         finally:
             stream.close()
+
+    def _grammar(self, json_schema: str) -> Any:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        try:
+            return LlamaGrammar.from_json_schema(json_schema, verbose=False)
+        except Exception as exc:  # the converter raises ValueError, KeyError, RecursionError...
+            raise UsageError(f"llama.cpp cannot build a grammar from this JSON schema: {exc}") from exc
 
     def _lookup_decode(self, sampling: SamplingConfig, n_prompt: int,
                        pending: int | None) -> Generator[int, None, None]:

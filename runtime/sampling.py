@@ -45,6 +45,9 @@ class SamplingConfig:
     # Prompt-lookup decoding: up to this many tokens guessed from earlier text (where the
     # answer copies the input) and checked in one batch; greedy sampling only; 0 = off.
     lookup_tokens: int = 0
+    # A JSON schema (as JSON text) the answer must match: llama.cpp samples under the
+    # grammar made from it. None: free text.
+    json_schema: str | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
