@@ -318,19 +318,26 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     app.add_typer(models_app, name="models")
 
     @models_app.command("list")
-    def models_list() -> None:
-        """List the built-in model and the GGUF files in the models folder."""
-        from askgpt.runtime.models import list_models
-        from askgpt.runtime.settings import load_settings
+    def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+        """The built-in model and the GGUF files in the models folder: size, architecture,
+        parameters, quantization, context length, vision (from their headers only)."""
+        from .models import run_list
 
         messages = Messages(sys.stderr, quiet=False)
         with error_boundary(messages, debug=_debug_enabled(False)):
-            settings = load_settings(os.environ)
-            for ref in list_models(settings.paths.models_dir):
-                size_mb = ref.path.stat().st_size / 1e6
-                tag = " (built-in, default)" if ref.builtin else ""
-                typer.echo(f"{ref.name}\t{size_mb:.0f} MB\t{ref.path}{tag}")
-            messages.warn(f"add models by putting NAME.gguf in {settings.paths.models_dir}")
+            run_list(messages, as_json=as_json)
+
+    @models_app.command("info")
+    def models_info(
+        model: Annotated[str, typer.Argument(metavar="NAME|PATH", help="A model name or .gguf path.",
+                                             autocompletion=complete_models)],
+        as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    ) -> None:
+        """What a GGUF file holds, from its header (instant, even for a 10 GB file)."""
+        from .models import run_info
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            run_info(model, as_json=as_json)
 
     convert_app = typer.Typer(help="Convert Hugging Face checkpoints to GGUF, quantize models, and measure "
                                    "what quantization cost.",

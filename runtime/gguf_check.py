@@ -26,6 +26,9 @@ _MAX_NAME = 64  # GGML_MAX_NAME, including the terminating NUL
 _MAX_KEY = 1 << 16
 _MAX_DEPTH = 2  # arrays of arrays at most
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+SHOWN_STRINGS = frozenset({"general.architecture", "general.name", "general.basename", "general.size_label",
+                           "tokenizer.ggml.model", "clip.projector_type"})
+_MAX_SHOWN = 4096  # longer values of those keys are skipped, not refused
 # ggml tensor type -> (values per block, bytes per block): the `gguf` package's
 # GGML_QUANT_SIZES, copied because importing gguf costs 50-70 ms on every ask
 # (numpy, yaml); tests/test_safety.py checks the copy against gguf's table.
@@ -53,6 +56,12 @@ class GgufHeader:
     architecture: str = ""
     # The header's top-level uint32 values (layer and head counts, sizes), by key.
     numbers: dict[str, int] = field(default_factory=dict)
+    # A few strings `askgpt models info` shows (general.name, tokenizer.ggml.model, ...).
+    strings: dict[str, str] = field(default_factory=dict)
+    # Element counts of top-level arrays (tokenizer.ggml.tokens: the vocabulary size).
+    array_lengths: dict[str, int] = field(default_factory=dict)
+    n_params: int = 0  # elements of all tensors
+    tensor_types: dict[int, int] = field(default_factory=dict)  # ggml type -> tensors of that type
 
     def number(self, name: str) -> int:
         """``{architecture}.{name}``, 0 when absent."""
@@ -192,15 +201,25 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
     keys: set[str] = set()
     architecture = ""
     numbers: dict[str, int] = {}
+    strings: dict[str, str] = {}
+    array_lengths: dict[str, int] = {}
     for i in range(n_kv):
         key = r.string(f"key {i}", _MAX_KEY)
         if not key or key in keys:
             raise r.fail(f"key {key!r} is empty or repeated")
         keys.add(key)
         kind = r.u32(f"type of {key}")
-        if key == "general.architecture" and kind == _STRING:
-            architecture = r.string(key, 256)
+        if key in SHOWN_STRINGS and kind == _STRING and r.left() >= 8 \
+                and _U64.unpack_from(r.buf, r.pos)[0] <= _MAX_SHOWN:
+            # Shown, not parsed: bad UTF-8 is replaced rather than refused.
+            strings[key] = r.take(r.u64(f"{key} length"), key).decode("utf-8", errors="replace")
+            if key == "general.architecture":
+                architecture = strings[key]
             continue
+        if key == "tokenizer.chat_template":
+            strings[key] = "(present)"
+        if kind == _ARRAY and r.left() >= 12:
+            array_lengths[key] = int(_U64.unpack_from(r.buf, r.pos + 4)[0])  # peeked; _value checks it
         value = _value(r, kind, key)
         if value is not None:
             numbers[key] = value
@@ -209,6 +228,8 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
                 raise r.fail("general.alignment is not a power of two")
             alignment = value
     tensors: list[tuple[int, int, str]] = []
+    n_params = 0
+    tensor_types: dict[int, int] = {}
     names: set[str] = set()
     for i in range(n_tensors):
         name = r.string(f"tensor {i} name", _MAX_NAME - 1)
@@ -234,6 +255,8 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
         if offset % alignment:
             raise r.fail(f"tensor {name} is not aligned to {alignment} bytes")
         tensors.append((offset, count // block * block_bytes, name))
+        n_params += count
+        tensor_types[kind] = tensor_types.get(kind, 0) + 1
     data_offset = -(-r.pos // alignment) * alignment
     data_room = size - data_offset
     end = 0
@@ -245,4 +268,4 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
             raise GgufFormatError(f"{path.name} is not a valid GGUF file: tensor {name} runs past the end "
                                   f"of the file (truncated?)", hint="download or convert it again")
     return GgufHeader(version, n_tensors, n_kv, alignment, data_offset, sum(t[1] for t in tensors),
-                      architecture, numbers)
+                      architecture, numbers, strings, array_lengths, n_params, tensor_types)
