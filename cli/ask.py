@@ -17,6 +17,7 @@ from askgpt.runtime.history import ConversationLog, LogError, new_conversation_i
 from askgpt.runtime.inputs import Inputs, collect_inputs
 from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.models import ModelRef, resolve_model
+from askgpt.runtime.prompt import DEFAULT_SYSTEM as PROMPT_DEFAULT_SYSTEM
 from askgpt.runtime.prompt import Request, Turn
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, prefix_cache_config
@@ -25,7 +26,7 @@ from askgpt.runtime.templates import TemplateStore, apply_template, template_wor
 
 from .render import Messages, format_cache_events, format_quotes, format_stats, make_sink, neutralize, stream_answer
 
-DEFAULT_SYSTEM = "You are a helpful assistant. Answer concisely and accurately."
+DEFAULT_SYSTEM = PROMPT_DEFAULT_SYSTEM  # the CLI's name for it (tests and benchmarks import it from here)
 
 
 @dataclass(frozen=True)

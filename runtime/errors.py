@@ -77,3 +77,9 @@ class ContextOverflowError(AskgptError):
         self.fits = fits
         self.n_ctx = n_ctx
         self.reserved = reserved
+
+
+class StructuredOutputError(AskgptError):
+    """The answer is not the JSON that was asked for (exit 1); the CLI has printed it."""
+
+    exit_code = ExitCode.RUNTIME_ERROR

@@ -60,6 +60,11 @@ def embedding_marker(index: int) -> str:
 EMBEDDING_MARKER_PATTERN = "\ue000(\\d+)\ue001"
 
 
+# Sent when the user gives none: the 135M built-in model answers short factual questions
+# right 8/8 with it, 5/8 with its template's own default (benchmarks/answers.py).
+DEFAULT_SYSTEM = "You are a helpful assistant. Answer concisely and accurately."
+
+
 @dataclass(frozen=True)
 class Example:
     input: str

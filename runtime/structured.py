@@ -8,17 +8,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import AskgptError, UsageError
+from .errors import StructuredOutputError, UsageError
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 _SCALARS = {"string", "integer", "number", "boolean", "null"}
 # A small model can go on listing forever; the grammar then ends the list for it.
 SHORTHAND_MAX_ITEMS = 16
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
-
-
-class StructuredOutputError(AskgptError):
-    """The answer is not the JSON that was asked for (exit 1); it has been printed."""
 
 
 def load_schema(text: str) -> dict[str, Any]:
