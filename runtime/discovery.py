@@ -1,0 +1,149 @@
+"""Models the user already has: askgpt's own registry (`models add`) and GGUF files
+other tools downloaded (the Hugging Face hub cache, LM Studio, Ollama).
+
+Discovery lists folders and reads small manifests only (headers are read later, by
+runtime.model_info). It never follows a path out of the folder it searches: a
+symlink or manifest that points elsewhere is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputNotFoundError, UsageError
+from .files import atomic_write
+
+REGISTRY_FILE = "models.json"
+
+
+@dataclass(frozen=True)
+class Found:
+    name: str  # what -m accepts
+    path: Path
+    source: str  # "registered", "hugging face", "lm studio", "ollama"
+    mmproj: Path | None = None
+    created_by_askgpt: bool = False
+
+
+def _inside(path: Path, root: Path) -> Path | None:
+    """``path`` with links resolved, if it stays under ``root`` (else None)."""
+    try:
+        real = path.resolve(strict=True)
+        real.relative_to(root.resolve(strict=True))
+    except (OSError, ValueError):
+        return None
+    return real if real.is_file() else None
+
+
+def hf_cache_root(env: Mapping[str, str]) -> Path:
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"])
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]) / "hub"
+    return Path(env.get("HOME", "~")).expanduser() / ".cache" / "huggingface" / "hub"
+
+
+def _hf(root: Path) -> Iterator[Found]:
+    for repo in sorted(root.glob("models--*")):
+        repo_id = repo.name.removeprefix("models--").replace("--", "/")
+        for file in sorted(repo.glob("snapshots/*/**/*.gguf")):
+            real = _inside(file, repo)
+            if real is not None:
+                yield Found(f"hf:{repo_id}/{file.name}", real, "hugging face")
+
+
+def _lmstudio(roots: list[Path]) -> Iterator[Found]:
+    for root in roots:
+        for file in sorted(root.glob("*/*/*.gguf")):
+            real = _inside(file, root)
+            if real is not None:
+                publisher, repo = file.parent.parent.name, file.parent.name
+                yield Found(f"lmstudio:{publisher}/{repo}/{file.name}", real, "lm studio")
+
+
+def _ollama(root: Path) -> Iterator[Found]:
+    manifests = root / "manifests"
+    for manifest in sorted(manifests.glob("*/*/*/*")):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            layers = data["layers"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        model = next((layer for layer in layers if isinstance(layer, dict)
+                      and layer.get("mediaType") == "application/vnd.ollama.image.model"), None)
+        digest = str(model.get("digest", "")) if model else ""
+        if not digest.startswith("sha256:") or not all(c in "0123456789abcdef" for c in digest[7:]):
+            continue
+        blob = _inside(root / "blobs" / digest.replace(":", "-"), root)
+        if blob is None:
+            continue
+        namespace, name, tag = manifest.parent.parent.name, manifest.parent.name, manifest.name
+        prefix = "" if namespace == "library" else f"{namespace}/"
+        with blob.open("rb") as fh:  # a model layer that is not GGUF (safetensors) is not for llama.cpp
+            if fh.read(4) != b"GGUF":
+                continue
+        yield Found(f"ollama:{prefix}{name}:{tag}", blob, "ollama")
+
+
+def discover(env: Mapping[str, str]) -> list[Found]:
+    """GGUF files of other tools, in their default folders (or the folders their own
+    environment variables name)."""
+    home = Path(env.get("HOME", "~")).expanduser()
+    found: list[Found] = []
+    found += _hf(hf_cache_root(env))
+    found += _lmstudio([home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"])
+    found += _ollama(Path(env["OLLAMA_MODELS"]) if env.get("OLLAMA_MODELS") else home / ".ollama" / "models")
+    return found
+
+
+class Registry:
+    """Models added by name (`askgpt models add`), in the data folder's models.json."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / REGISTRY_FILE
+
+    def entries(self) -> list[Found]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {self.path}: {exc}", hint="fix or delete it") from exc
+        return [Found(name, Path(e["path"]), "registered", Path(e["mmproj"]) if e.get("mmproj") else None,
+                      bool(e.get("created_by_askgpt"))) for name, e in sorted(data.items())]
+
+    def add(self, name: str, path: Path, mmproj: Path | None = None) -> Found:
+        if not name or "/" in name or ":" in name or name.lower().endswith(".gguf"):
+            raise UsageError(f"bad model name {name!r}", hint="a short name without '/', ':' or .gguf")
+        for file in (path, mmproj):
+            if file is not None and not file.is_file():
+                raise InputNotFoundError(f"no such file: {file}")
+        entries = {e.name: e for e in self.entries()}
+        entries[name] = Found(name, path.resolve(), "registered", mmproj.resolve() if mmproj else None)
+        self._write(entries)
+        return entries[name]
+
+    def remove(self, name: str) -> Found:
+        entries = {e.name: e for e in self.entries()}
+        if name not in entries:
+            raise InputNotFoundError(f"no model {name!r} was added", hint="askgpt models list shows them")
+        found = entries.pop(name)
+        self._write(entries)
+        return found
+
+    def get(self, name: str) -> Found | None:
+        return next((e for e in self.entries() if e.name == name), None)
+
+    def _write(self, entries: Mapping[str, Found]) -> None:
+        data = {n: {"path": str(e.path), "mmproj": str(e.mmproj) if e.mmproj else None,
+                    "created_by_askgpt": e.created_by_askgpt} for n, e in entries.items()}
+        with atomic_write(self.path) as fh:
+            fh.write((json.dumps(data, indent=1) + "\n").encode("utf-8"))
+
+
+def environ() -> dict[str, str]:
+    return dict(os.environ)

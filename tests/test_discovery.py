@@ -1,0 +1,83 @@
+"""Models from other tools' folders and `askgpt models add|default|rm`, as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from conftest import ASKGPT_BIN, REPO
+from test_model_info import write_tiny
+
+from askgpt.runtime.discovery import discover
+from askgpt.runtime.models import builtin_model
+
+
+def fake_tools(home: Path, outside: Path) -> None:
+    """An HF hub cache, LM Studio and Ollama folders holding tiny GGUF files, plus links and
+    manifests that point outside their folders (which must be skipped)."""
+    repo = home / ".cache" / "huggingface" / "hub" / "models--acme--tiny-GGUF"
+    (repo / "blobs").mkdir(parents=True)
+    write_tiny(repo / "blobs" / "abc123")
+    snap = repo / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (snap / "tiny-q8.gguf").symlink_to("../../blobs/abc123")
+    write_tiny(outside / "secret.gguf")
+    (snap / "escape.gguf").symlink_to(outside / "secret.gguf")
+
+    lms = home / ".lmstudio" / "models" / "pub" / "repo"
+    lms.mkdir(parents=True)
+    write_tiny(lms / "model-f16.gguf")
+
+    ollama = home / ".ollama" / "models"
+    (ollama / "blobs").mkdir(parents=True)
+    write_tiny(ollama / "blobs" / ("sha256-" + "a" * 64))
+    (ollama / "blobs" / ("sha256-" + "b" * 64)).write_bytes(b"not a gguf")
+    manifests = ollama / "manifests" / "registry.ollama.ai" / "library"
+    for name, digest in (("tiny", "a" * 64), ("other", "b" * 64), ("evil", "../../../../etc/passwd")):
+        (manifests / name).mkdir(parents=True)
+        (manifests / name / "latest").write_text(json.dumps({"layers": [
+            {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}"}]}))
+
+
+def test_discovery_finds_each_tool_s_models_and_stays_inside(tmp_path: Path) -> None:
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    outside.mkdir()
+    fake_tools(home, outside)
+    found = {f.name: f for f in discover({"HOME": str(home)})}
+    assert set(found) == {"hf:acme/tiny-GGUF/tiny-q8.gguf", "lmstudio:pub/repo/model-f16.gguf", "ollama:tiny:latest"}
+    assert found["hf:acme/tiny-GGUF/tiny-q8.gguf"].path.name == "abc123"
+    assert all(outside not in f.path.parents for f in found.values())
+
+
+def test_models_commands_as_processes(tmp_path: Path) -> None:
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    outside.mkdir()
+    fake_tools(home, outside)
+    env = {**os.environ, "HOME": str(home), "ASKGPT_HOME": str(tmp_path / "askgpt")}
+    env.pop("HF_HOME", None)
+    env.pop("HF_HUB_CACHE", None)
+    env.pop("OLLAMA_MODELS", None)
+
+    def askgpt(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ASKGPT_BIN, *args], capture_output=True, text=True, env=env, cwd=REPO / "tests",
+                              timeout=120)
+
+    mine = tmp_path / "mine.gguf"
+    mine.write_bytes(builtin_model().path.read_bytes())
+    assert askgpt("models", "add", str(mine), "--alias", "mine").returncode == 0
+    assert askgpt("models", "add", str(tmp_path / "none.gguf"), "--alias", "x").returncode == 3
+    rows = {r["name"]: r for r in json.loads(askgpt("models", "list", "--json").stdout)["models"]}
+    assert rows["mine"]["source"] == "added" and rows["mine"]["file_type"] == "Q4_1"
+    assert rows["ollama:tiny:latest"]["source"] == "ollama" and rows["hf:acme/tiny-GGUF/tiny-q8.gguf"]["n_params"] == 32
+    assert askgpt("models", "info", "lmstudio:pub/repo/model-f16.gguf").returncode == 0
+    answered = askgpt("-m", "mine", "-t", "0", "-n", "4", "Say hi.")
+    assert answered.returncode == 0 and answered.stdout.strip()
+    assert askgpt("models", "default", "mine").returncode == 0
+    assert json.loads(askgpt("models", "list", "--json").stdout)["models"][1]["default"] is True
+    removed = askgpt("models", "rm", "mine")
+    assert removed.returncode == 0 and "left alone" in removed.stdout and mine.exists()
+    assert askgpt("models", "add", str(mine), "--alias", "mine").returncode == 0
+    assert askgpt("models", "rm", "mine", "--delete-file").returncode == 0 and not mine.exists()
+    assert askgpt("models", "rm", "mine").returncode == 3
