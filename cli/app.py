@@ -341,6 +341,22 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(run_add(path, alias, mmproj))
 
+    @models_app.command("pull")
+    def models_pull(
+        repo: Annotated[str, typer.Argument(metavar="REPO", help="A Hugging Face repository, e.g. ORG/NAME-GGUF.")],
+        filename: Annotated[str, typer.Argument(metavar="FILE", help="The .gguf file in it.")],
+        revision: Annotated[str | None, typer.Option("--revision", metavar="REV", help="Branch, tag or commit.",
+                                                     show_default=False)] = None,
+        endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="URL",
+                                                     help="Another hub (default: $HF_ENDPOINT or huggingface.co).",
+                                                     show_default=False)] = None,
+    ) -> None:
+        """Download a GGUF into the models folder (online; resumable; checksum checked)."""
+        from .models import run_pull
+
+        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+            typer.echo(run_pull(repo, filename, endpoint=endpoint, revision=revision))
+
     @models_app.command("default")
     def models_default(name: Annotated[str, typer.Argument(metavar="NAME|PATH",
                                                            autocompletion=complete_models)]) -> None:

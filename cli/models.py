@@ -79,3 +79,14 @@ def run_rm(name: str, *, delete_file: bool) -> str:
         found.path.unlink(missing_ok=True)
         return f"removed {name} and deleted {found.path}"
     return f"removed {name} (the file {found.path} is left alone; --delete-file deletes it)"
+
+
+def run_pull(repo: str, filename: str, *, endpoint: str | None, revision: str | None) -> str:
+    from askgpt.runtime.discovery import Registry
+    from askgpt.runtime.pull import pull
+
+    settings = load_settings(os.environ)
+    pulled = pull(repo, filename, settings.paths.models_dir, endpoint=endpoint, revision=revision)
+    name = pulled.path.stem
+    Registry(settings.paths.data_dir).add(name, pulled.path, created_by_askgpt=True)
+    return f"pulled {name} ({pulled.size / 1e6:,.1f} MB, sha256 {pulled.sha256[:16]}…) -> {pulled.path}"

@@ -116,14 +116,15 @@ class Registry:
         return [Found(name, Path(e["path"]), "registered", Path(e["mmproj"]) if e.get("mmproj") else None,
                       bool(e.get("created_by_askgpt"))) for name, e in sorted(data.items())]
 
-    def add(self, name: str, path: Path, mmproj: Path | None = None) -> Found:
+    def add(self, name: str, path: Path, mmproj: Path | None = None, *, created_by_askgpt: bool = False) -> Found:
         if not name or "/" in name or ":" in name or name.lower().endswith(".gguf"):
             raise UsageError(f"bad model name {name!r}", hint="a short name without '/', ':' or .gguf")
         for file in (path, mmproj):
             if file is not None and not file.is_file():
                 raise InputNotFoundError(f"no such file: {file}")
         entries = {e.name: e for e in self.entries()}
-        entries[name] = Found(name, path.resolve(), "registered", mmproj.resolve() if mmproj else None)
+        entries[name] = Found(name, path.resolve(), "registered", mmproj.resolve() if mmproj else None,
+                              created_by_askgpt)
         self._write(entries)
         return entries[name]
 

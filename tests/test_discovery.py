@@ -81,3 +81,40 @@ def test_models_commands_as_processes(tmp_path: Path) -> None:
     assert askgpt("models", "add", str(mine), "--alias", "mine").returncode == 0
     assert askgpt("models", "rm", "mine", "--delete-file").returncode == 0 and not mine.exists()
     assert askgpt("models", "rm", "mine").returncode == 3
+
+
+def test_models_pull_from_a_local_fake_hub(tmp_path: Path) -> None:
+    import socket
+
+    from fake_hub import FakeHub
+
+    model = builtin_model().path.read_bytes()
+    hub = FakeHub({("acme/smol-GGUF", "smol.gguf"): model, ("acme/smol-GGUF", "bad.gguf"): model},
+                  lie_about={"bad.gguf"})
+    env = {**os.environ, "ASKGPT_HOME": str(tmp_path / "askgpt"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+    def askgpt(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ASKGPT_BIN, *args], capture_output=True, text=True, env=env, cwd=REPO / "tests",
+                              timeout=300)
+
+    try:
+        pulled = askgpt("models", "pull", "acme/smol-GGUF", "smol.gguf", "--endpoint", hub.url)
+        assert pulled.returncode == 0, pulled.stderr
+        target = tmp_path / "askgpt" / "data" / "models" / "smol.gguf"
+        assert target.read_bytes() == model
+        answered = askgpt("-m", "smol", "-t", "0", "-n", "4", "Say hi.")
+        assert answered.returncode == 0 and answered.stdout.strip()
+        damaged = askgpt("models", "pull", "acme/smol-GGUF", "bad.gguf", "--endpoint", hub.url)
+        assert damaged.returncode == 1 and "damaged" in damaged.stderr
+        assert not (target.parent / "bad.gguf").exists()
+        missing = askgpt("models", "pull", "acme/smol-GGUF", "nope.gguf", "--endpoint", hub.url)
+        assert missing.returncode == 3 and len(missing.stderr.strip().splitlines()) == 1
+        assert askgpt("models", "rm", "smol").returncode == 0 and not target.exists()  # askgpt made it
+    finally:
+        hub.close()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refused = askgpt("models", "pull", "acme/smol-GGUF", "smol.gguf", "--endpoint", f"http://127.0.0.1:{port}")
+    assert refused.returncode == 1 and "cannot reach the hub" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
