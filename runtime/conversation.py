@@ -7,7 +7,8 @@ from dataclasses import replace
 
 from .ask import Answer
 from .engine import Engine
-from .history import Attachment, Exchange, file_sha256
+from .files import sha256_file
+from .history import Attachment, Exchange
 from .models import ModelRef
 from .prompt import Document, Request, Turn
 
@@ -66,7 +67,7 @@ def summarize_turns(turns: Sequence[Turn], *, last: int = 5, words: int = 16) ->
 
 def document_attachment(doc: Document) -> Attachment:
     if doc.on_disk and doc.path is not None:
-        return Attachment(doc.source, doc.size, file_sha256(doc.path))
+        return Attachment(doc.source, doc.size, sha256_file(doc.path))
     return Attachment.of_bytes(doc.source, doc.text.encode("utf-8"))
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AskgptError
+from .files import sha256_file
 
 DB_NAME = "logs.db"
 BUSY_TIMEOUT_MS = 5000
@@ -130,14 +131,6 @@ def new_conversation_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ConversationLog:
     """The database at ``path``; each method opens its own short connection, so a
     locked or damaged file fails one call with `LogError`, never the process."""
@@ -199,7 +192,7 @@ class ConversationLog:
         if row:
             return str(row[0])
         try:
-            sha = file_sha256(path)
+            sha = sha256_file(path)
         except OSError:
             return ""
         conn.execute("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?)", (*key, sha))

@@ -9,13 +9,13 @@ header, and only then renames it into the models folder: a file there is whole.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AskgptError, ExitCode, ModelNotFoundError
+from .files import sha256_file
 from .gguf_check import check_gguf
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -66,7 +66,7 @@ def pull(repo: str, filename: str, models_dir: Path, *, endpoint: str | None = N
                                 hint="check the connection; run pull again to resume") from exc
         raise
     expected = (meta.etag or "").strip('"').lower()
-    digest = _sha256(local)
+    digest = sha256_file(local)
     if _SHA256.match(expected) and digest != expected:
         local.unlink(missing_ok=True)
         raise DownloadError(f"{filename} arrived damaged (SHA-256 {digest[:16]}… is not the hub's {expected[:16]}…)",
@@ -75,14 +75,6 @@ def pull(repo: str, filename: str, models_dir: Path, *, endpoint: str | None = N
     target = models_dir / Path(filename).name
     os.replace(local, target)
     return Pulled(target, digest, target.stat().st_size)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:
