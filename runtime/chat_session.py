@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ask import Answer, GenerationConfig, ask
+from .ask import Answer, GenerationConfig
 from .conversation import fit_history
 from .engine import Engine
 from .errors import UsageError
+from .longdoc import LongContext, LongContextConfig
 from .prompt import Document, Example, ImageBlock, Request, Turn, parse_example
 
 COMMANDS = {
@@ -82,7 +83,10 @@ class ChatSession:
         return fitted
 
     def ask(self, request: Request) -> Answer:
-        return ask(self.engine, request, self.config)
+        """Documents longer than the model reads well go through the long-document
+        strategies (runtime.longdoc), as on the one-shot path."""
+        answer, _report = LongContext(self.engine, LongContextConfig()).answer(request, self.config)
+        return answer
 
     def finish(self, request: Request, answer: Answer) -> None:
         """Keep the turn (what was answered, also when Ctrl-C cut it short); attachments

@@ -119,3 +119,20 @@ def test_the_repl_through_a_pseudo_terminal(tmp_path: Path) -> None:
     assert len(logged) == 6 and len({e["conversation_id"] for e in logged}) == 1
     assert logged[0]["stop_reason"] == "interrupted"
     assert (home / "data" / "chat_history").is_file()  # line history kept for the next run
+
+
+@pytest.mark.model
+def test_a_document_larger_than_the_window_goes_through_a_strategy(real_engine) -> None:  # type: ignore[no-untyped-def]
+    from askgpt.runtime.ask import GenerationConfig
+    from askgpt.runtime.prompt import Document
+    from askgpt.runtime.sampling import SamplingConfig
+
+    session = ChatSession(real_engine, GenerationConfig(16, SamplingConfig(temperature=0)))
+    doc = "\n".join(f"Line {i}: the weather in town {i} was mild." for i in range(900)) + "\nThe vault code is 7734.\n"
+    assert len(real_engine.tokenize(doc)) > 2 * real_engine.info.n_ctx
+    session.documents.append(Document("big.txt", doc))
+    request = session.request("What is the vault code?")
+    answer = session.ask(request)  # a one-shot prompt this size would be a ContextOverflowError
+    answer.text()
+    session.finish(request, answer)
+    assert answer.stats is not None and session.history[0].user == "(about big.txt) What is the vault code?"
