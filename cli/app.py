@@ -134,6 +134,10 @@ HELP = """Ask a local model from the terminal, offline.
   askgpt -f notes.md -f todo.txt "what is overdue?"
   askgpt "describe this" -i photo.jpg
   askgpt -s "Translate English to French." -e "sea otter => loutre de mer" "cheese"
+  git diff | askgpt -T commit-message
+  askgpt --schema '{"city": "string"}' "the capital of France"
+  askgpt -c "and in French?"
+  askgpt chat
   askgpt models list
 
 With no subcommand, the arguments are a question for `askgpt ask` (see `askgpt ask --help`

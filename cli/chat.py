@@ -25,6 +25,7 @@ from askgpt.runtime.history import ConversationLog, LogError, new_conversation_i
 from askgpt.runtime.inputs import read_document
 from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.prompt import Request
+from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import Settings, prefix_cache_config
 
 from .ask import DEFAULT_SYSTEM, AskOptions, _VisionStep
@@ -50,9 +51,8 @@ class ChatOptions:
 class _Lines:
     """Input lines with readline editing, history kept in ``history_file``."""
 
-    def __init__(self, history_file: Path, stdout: TextIO) -> None:
+    def __init__(self, history_file: Path) -> None:
         self._file = history_file
-        self._stdout = stdout
         try:
             import readline
 
@@ -108,9 +108,7 @@ def run_chat(opts: ChatOptions, *, settings: Settings, engine_factory: EngineFac
         session.engine.close()
 
 
-def _sampling(opts: ChatOptions, temperature: float, repeat_penalty: float):  # type: ignore[no-untyped-def]
-    from askgpt.runtime.sampling import SamplingConfig
-
+def _sampling(opts: ChatOptions, temperature: float, repeat_penalty: float) -> SamplingConfig:
     return SamplingConfig(temperature=opts.temperature if opts.temperature is not None else temperature,
                           repeat_penalty=repeat_penalty)
 
@@ -131,7 +129,7 @@ class _Repl:
                  engine_factory: EngineFactory, messages: Messages, stdout: TextIO) -> None:
         self.session, self.ref, self.opts, self.settings = session, ref, opts, settings
         self.engine_factory, self.messages, self.stdout = engine_factory, messages, stdout
-        self.lines = _Lines(settings.paths.data_dir / "chat_history", stdout)
+        self.lines = _Lines(settings.paths.data_dir / "chat_history")
         self.log = ConversationLog(settings.paths.log_file) if opts.log and settings.defaults.log else None
         self.conversation_id = new_conversation_id()
         self.last: Answer | None = None
