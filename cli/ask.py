@@ -11,7 +11,7 @@ from typing import BinaryIO, TextIO
 
 from askgpt.runtime.ask import Answer, GenerationConfig, StopReason
 from askgpt.runtime.conversation import exchange_of, fit_history, turns_of
-from askgpt.runtime.engine import Engine, EngineConfig, EngineFactory
+from askgpt.runtime.engine import Engine, EngineFactory
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
 from askgpt.runtime.inputs import Inputs, collect_inputs
@@ -20,7 +20,7 @@ from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.prompt import DEFAULT_SYSTEM as PROMPT_DEFAULT_SYSTEM
 from askgpt.runtime.prompt import Request, Turn
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, prefix_cache_config
+from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, engine_config
 from askgpt.runtime.structured import ANY_OBJECT, check_json, first_code_block, load_schema, schema_instruction
 from askgpt.runtime.templates import TemplateStore, apply_template, template_words
 
@@ -127,18 +127,10 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
     started = time.perf_counter()
     with messages.status(f"Loading {ref.name}…"):
-        engine = engine_factory(ref, EngineConfig(
-            n_ctx=opts.ctx if opts.ctx is not None else d.ctx,
-            n_threads=opts.threads or d.threads,
-            n_batch=opts.batch or d.batch,
-            n_gpu_layers=opts.gpu_layers if opts.gpu_layers is not None else d.gpu_layers,
-            kv_type=_kv_type(opts.kv_type or d.kv_type),
-            native_log=messages.raw if opts.debug else None,
-            # The built-in model ships with askgpt; any other file's first load is tried in
-            # a child process (runtime.model_guard).
-            trial_cache=None if ref.builtin else settings.paths.cache_dir,
-            prefix_cache=prefix_cache_config(settings) if opts.prefix_cache else None,
-        ))
+        engine = engine_factory(ref, engine_config(
+            settings, ref, ctx=opts.ctx, threads=opts.threads, batch=opts.batch, gpu_layers=opts.gpu_layers,
+            kv_type=_kv_type(opts.kv_type or d.kv_type), native_log=messages.raw if opts.debug else None,
+            prefix_cache=opts.prefix_cache))
     load_seconds = time.perf_counter() - started
     info = engine.info
     if request.history:

@@ -18,7 +18,7 @@ from typing import TextIO
 from askgpt.runtime.ask import Answer, GenerationConfig
 from askgpt.runtime.chat_session import MULTILINE, ChatSession, Command, help_text, parse_line
 from askgpt.runtime.conversation import exchange_of
-from askgpt.runtime.engine import Engine, EngineConfig, EngineFactory
+from askgpt.runtime.engine import Engine, EngineFactory
 from askgpt.runtime.errors import AskgptError
 from askgpt.runtime.files import atomic_write
 from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
@@ -26,7 +26,7 @@ from askgpt.runtime.inputs import read_document
 from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.prompt import Request
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import Settings, prefix_cache_config
+from askgpt.runtime.settings import Settings, engine_config
 
 from .ask import DEFAULT_SYSTEM, AskOptions, _VisionStep
 from .render import Messages, format_error, format_stats, make_sink, stream_answer
@@ -115,13 +115,8 @@ def _sampling(opts: ChatOptions, temperature: float, repeat_penalty: float) -> S
 
 def _load(ref: ModelRef, opts: ChatOptions, settings: Settings, engine_factory: EngineFactory,
           messages: Messages) -> Engine:
-    d = settings.defaults
     with messages.status(f"Loading {ref.name}…"):
-        return engine_factory(ref, EngineConfig(
-            n_ctx=opts.ctx if opts.ctx is not None else d.ctx, n_threads=d.threads, n_batch=d.batch,
-            n_gpu_layers=d.gpu_layers, kv_type=d.kv_type,
-            trial_cache=None if ref.builtin else settings.paths.cache_dir,
-            prefix_cache=prefix_cache_config(settings)))
+        return engine_factory(ref, engine_config(settings, ref, ctx=opts.ctx))
 
 
 class _Repl:

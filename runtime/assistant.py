@@ -26,14 +26,14 @@ from typing import Any
 
 from .ask import Answer, GenerationConfig, Stats
 from .chat_session import ChatSession
-from .engine import Engine, EngineConfig, EngineFactory
+from .engine import Engine, EngineFactory
 from .errors import UsageError
 from .inputs import read_document
 from .longdoc import LongContext, LongContextConfig, Strategy
 from .models import ModelRef, resolve_model
 from .prompt import DEFAULT_SYSTEM, Example, ImageBlock, Request, parse_example
 from .sampling import SamplingConfig
-from .settings import Settings, load_settings, prefix_cache_config
+from .settings import Settings, engine_config, load_settings
 from .structured import check_json, load_schema, schema_instruction
 
 
@@ -97,17 +97,12 @@ class Assistant:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            d = self._settings.defaults
             factory = self._factory
             if factory is None:
                 from .llama_engine import load_llama_engine
 
                 factory = load_llama_engine
-            self._engine = factory(self._ref, EngineConfig(
-                n_ctx=self._ctx if self._ctx is not None else d.ctx, n_threads=d.threads, n_batch=d.batch,
-                n_gpu_layers=d.gpu_layers, kv_type=d.kv_type,
-                trial_cache=None if self._ref.builtin else self._settings.paths.cache_dir,
-                prefix_cache=prefix_cache_config(self._settings)))
+            self._engine = factory(self._ref, engine_config(self._settings, self._ref, ctx=self._ctx))
         return self._engine
 
     def ask(self, prompt: str, *, images: Sequence[str] = (), files: Sequence[str] = (),

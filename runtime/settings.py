@@ -6,13 +6,15 @@ Precedence, highest first: command-line option, environment variable,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import tomllib
 
+from .engine import EngineConfig
 from .errors import UsageError
+from .models import ModelRef
 from .prefix_cache import PrefixCacheConfig
 
 APP_NAME = "askgpt"
@@ -142,6 +144,25 @@ def prefix_cache_config(settings: Settings) -> PrefixCacheConfig | None:
     if not d.prefix_cache:
         return None
     return PrefixCacheConfig(folder=settings.paths.cache_dir / "prefix", max_bytes=d.prefix_cache_mb * 2**20)
+
+
+def engine_config(settings: Settings, ref: ModelRef, *, ctx: int | None = None, threads: int | None = None,
+                  batch: int | None = None, gpu_layers: int | None = None, kv_type: str | None = None,
+                  native_log: Callable[[str], None] | None = None, prefix_cache: bool = True) -> EngineConfig:
+    """How to load ``ref``: each value given here, else the user's default (config file)."""
+    d = settings.defaults
+    return EngineConfig(
+        n_ctx=ctx if ctx is not None else d.ctx,
+        n_threads=threads or d.threads,
+        n_batch=batch or d.batch,
+        n_gpu_layers=gpu_layers if gpu_layers is not None else d.gpu_layers,
+        kv_type=kv_type or d.kv_type,
+        native_log=native_log,
+        # The built-in model ships with askgpt; any other file's first load is tried in
+        # a child process (runtime.model_guard).
+        trial_cache=None if ref.builtin else settings.paths.cache_dir,
+        prefix_cache=prefix_cache_config(settings) if prefix_cache else None,
+    )
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
