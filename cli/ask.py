@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -20,8 +19,8 @@ from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.prompt import DEFAULT_SYSTEM as PROMPT_DEFAULT_SYSTEM
 from askgpt.runtime.prompt import Request, Turn
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, engine_config
-from askgpt.runtime.structured import ANY_OBJECT, check_json, first_code_block, load_schema, schema_instruction
+from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, engine_config, system_prompt
+from askgpt.runtime.structured import ANY_OBJECT, check_json, constrain, first_code_block, load_schema
 from askgpt.runtime.templates import TemplateStore, apply_template, template_words
 
 from .render import Messages, format_cache_events, format_quotes, format_stats, make_sink, neutralize, stream_answer
@@ -80,9 +79,6 @@ def _whole(answer: Answer) -> Iterator[str]:
 
 def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFactory,
             streams: Streams, messages: Messages) -> None:
-    d = settings.defaults
-    # -s "" means: no system prompt at all (the model template's own default applies).
-    system = opts.system if opts.system is not None else (d.system if d.system is not None else DEFAULT_SYSTEM)
     template = TemplateStore(settings.paths.templates_dir).get(opts.template) if opts.template else None
     words = opts.prompt_words
     if template is not None:
@@ -90,7 +86,7 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
     inputs = collect_inputs(
         prompt_words=words, files=opts.files,
         stdin=streams.stdin, stdin_is_terminal=streams.stdin_is_terminal,
-        system=system or None, example_args=opts.examples, examples_file=opts.examples_file,
+        system=system_prompt(settings, opts.system), example_args=opts.examples, examples_file=opts.examples_file,
         image_args=opts.images,
     )
     try:
@@ -109,20 +105,18 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     conversation = _Conversation(opts, settings, messages)
     request = replace(inputs.request, history=conversation.turns())
     vision = _VisionStep(opts, settings, messages, inputs.stdin_image) if opts.images else None
+    config = GenerationConfig(
+        max_tokens=opts.max_tokens if opts.max_tokens is not None else d.max_tokens,
+        sampling=SamplingConfig(
+            temperature=opts.temperature if opts.temperature is not None else d.temperature,
+            repeat_penalty=d.repeat_penalty,
+            seed=opts.seed,
+            lookup_tokens=opts.lookup if opts.lookup is not None else d.lookup_tokens,
+        ),
+    )
     schema = _schema(opts)
     if schema is not None:
-        request = replace(request, system="\n\n".join(x for x in (request.system, schema_instruction(schema)) if x))
-    sampling = SamplingConfig(
-        temperature=opts.temperature if opts.temperature is not None else d.temperature,
-        repeat_penalty=d.repeat_penalty,
-        seed=opts.seed,
-        lookup_tokens=opts.lookup if opts.lookup is not None else d.lookup_tokens,
-    )
-    if schema is not None:
-        # The grammar bounds the form; a repeated value (a list of numbers) is not a loop to cut.
-        sampling = replace(sampling, json_schema=json.dumps(schema), loop_guard=None)
-    config = GenerationConfig(max_tokens=opts.max_tokens if opts.max_tokens is not None else d.max_tokens,
-                              sampling=sampling)
+        request, config = constrain(request, config, schema)
     long_context = LongContextConfig(strategy=_strategy(opts.strategy), read_tokens=opts.read_tokens)
     ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
     started = time.perf_counter()

@@ -26,9 +26,9 @@ from askgpt.runtime.inputs import read_document
 from askgpt.runtime.models import ModelRef, resolve_model
 from askgpt.runtime.prompt import Request
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import Settings, engine_config
+from askgpt.runtime.settings import Settings, engine_config, system_prompt
 
-from .ask import DEFAULT_SYSTEM, AskOptions, _VisionStep
+from .ask import AskOptions, _VisionStep
 from .render import Messages, format_error, format_stats, make_sink, stream_answer
 
 PROMPT = "askgpt> "
@@ -88,13 +88,12 @@ class _Lines:
 def run_chat(opts: ChatOptions, *, settings: Settings, engine_factory: EngineFactory, messages: Messages,
              stdout: TextIO = sys.stdout) -> None:
     d = settings.defaults
-    system = opts.system if opts.system is not None else (d.system if d.system is not None else DEFAULT_SYSTEM)
     config = GenerationConfig(
         max_tokens=opts.max_tokens or d.max_tokens,
         sampling=_sampling(opts, d.temperature, d.repeat_penalty))
     ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
     engine = _load(ref, opts, settings, engine_factory, messages)
-    session = ChatSession(engine, config, system=system or None)
+    session = ChatSession(engine, config, system=system_prompt(settings, opts.system))
     for example in opts.examples:
         session.add_example(example)
     repl = _Repl(session, ref, opts, settings, engine_factory, messages, stdout)

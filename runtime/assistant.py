@@ -31,10 +31,10 @@ from .errors import UsageError
 from .inputs import read_document
 from .longdoc import LongContext, LongContextConfig, Strategy
 from .models import ModelRef, resolve_model
-from .prompt import DEFAULT_SYSTEM, Example, ImageBlock, Request, parse_example
+from .prompt import Example, ImageBlock, Request, parse_example
 from .sampling import SamplingConfig
-from .settings import Settings, engine_config, load_settings
-from .structured import check_json, load_schema, schema_instruction
+from .settings import Settings, engine_config, load_settings, system_prompt
+from .structured import check_json, constrain, load_schema
 
 
 class Response:
@@ -143,9 +143,7 @@ class Assistant:
         self.close()
 
     def _system(self, system: str | None) -> str | None:
-        d = self._settings.defaults.system
-        chosen = system if system is not None else (d if d is not None else DEFAULT_SYSTEM)
-        return chosen or None
+        return system_prompt(self._settings, system)
 
     def _config(self, max_tokens: int | None, temperature: float | None) -> GenerationConfig:
         d = self._settings.defaults
@@ -159,10 +157,7 @@ class Assistant:
             return request, config
         import json
 
-        parsed = load_schema(schema if isinstance(schema, str) else json.dumps(schema))
-        system = "\n\n".join(x for x in (request.system, schema_instruction(parsed)) if x)
-        sampling = replace(config.sampling, json_schema=json.dumps(parsed), loop_guard=None)
-        return replace(request, system=system), replace(config, sampling=sampling)
+        return constrain(request, config, load_schema(schema if isinstance(schema, str) else json.dumps(schema)))
 
     def _images(self, paths: Sequence[str]) -> tuple[ImageBlock, ...]:
         from askgpt.vision.pipeline import ImagePipeline, TargetModel, VisionConfig, load_images

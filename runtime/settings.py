@@ -16,6 +16,7 @@ from .engine import EngineConfig
 from .errors import UsageError
 from .models import ModelRef
 from .prefix_cache import PrefixCacheConfig
+from .prompt import DEFAULT_SYSTEM
 
 APP_NAME = "askgpt"
 
@@ -144,6 +145,14 @@ def prefix_cache_config(settings: Settings) -> PrefixCacheConfig | None:
     if not d.prefix_cache:
         return None
     return PrefixCacheConfig(folder=settings.paths.cache_dir / "prefix", max_bytes=d.prefix_cache_mb * 2**20)
+
+
+def system_prompt(settings: Settings, given: str | None) -> str | None:
+    """The system prompt to send: the one given (-s, system=), else the config's, else
+    askgpt's default. An empty one means none (the model template's own default applies)."""
+    d = settings.defaults.system
+    chosen = given if given is not None else (d if d is not None else DEFAULT_SYSTEM)
+    return chosen or None
 
 
 def engine_config(settings: Settings, ref: ModelRef, *, ctx: int | None = None, threads: int | None = None,

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .ask import GenerationConfig
 from .errors import StructuredOutputError, UsageError
+from .prompt import Request
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 _SCALARS = {"string", "integer", "number", "boolean", "null"}
@@ -62,6 +65,16 @@ def _expand(value: Any) -> dict[str, Any]:
 def schema_instruction(schema: dict[str, Any]) -> str:
     """Told to the model too: a small model fills the fields better when it knows them."""
     return f"Reply with JSON only, matching this JSON schema: {json.dumps(schema, separators=(',', ':'))}"
+
+
+def constrain(request: Request, config: GenerationConfig,
+              schema: dict[str, Any]) -> tuple[Request, GenerationConfig]:
+    """The request and settings for an answer in JSON matching ``schema``: the schema
+    shown to the model (system prompt) and enforced while sampling (grammar)."""
+    system = "\n\n".join(x for x in (request.system, schema_instruction(schema)) if x)
+    # The grammar bounds the form; a repeated value (a list of numbers) is not a loop to cut.
+    sampling = replace(config.sampling, json_schema=json.dumps(schema), loop_guard=None)
+    return replace(request, system=system), replace(config, sampling=sampling)
 
 
 def check_json(text: str) -> Any:
