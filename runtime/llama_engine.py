@@ -409,10 +409,11 @@ class LlamaEngine:
         keys = prompt_keys(prompt)
         end = len(keys) if upto is None else upto
         limit = end - 1 if upto is None else end  # positions that may come from a cache
-        common = min(_common_prefix(llm.input_ids[: llm.n_tokens].tolist(), keys), limit)
+        held = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), keys[:end])
+        common = min(held, limit)
         cache = self._prefix_cache
         if cache is not None and end - common >= cache.config.min_tokens:
-            restored = min(self._restore(keys[:end]), limit)
+            restored = min(self._restore(keys[:end], held), limit)
             if restored > common:
                 cache.events.reused_tokens = common = restored
         llm.n_tokens = common
@@ -441,15 +442,15 @@ class LlamaEngine:
                     self._decode_embeddings(part, lo, hi)
             pos += len(part)
 
-    def _restore(self, keys: list[int]) -> int:
-        """Load the on-disk entry sharing the longest prefix with ``keys``; returns how
-        many leading positions the attention cache now holds (0 on a miss)."""
+    def _restore(self, keys: list[int], held: int) -> int:
+        """Load the on-disk entry sharing the longest prefix with ``keys`` when it beats the
+        ``held`` positions already in the attention cache; returns how many leading
+        positions of ``keys`` the cache holds afterwards."""
         import numpy as np
 
         cache, lib, llm = self._prefix_cache, self._lib, self._llm
         assert cache is not None
         found = cache.longest_prefix(keys)
-        held = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), keys)
         if found is None or found[0] < held + 64:  # reading the file would not pay
             return held
         loaded = cache.load(found[1])
