@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from askgpt.vision.classifier import FP32_NODES, ensure_onnx  # noqa: E402
+from askgpt.vision.classifier import FP32_NODES, calibration_reader, ensure_onnx  # noqa: E402
 from askgpt.vision.encoder import session_options  # noqa: E402
 from askgpt.vision.images import load_image  # noqa: E402
 from askgpt.vision.mobilenet import preprocess  # noqa: E402
@@ -31,7 +31,7 @@ from vision import CALIBRATION, LABELLED, sample  # noqa: E402
 
 def main() -> None:
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     parser = argparse.ArgumentParser()
@@ -43,14 +43,6 @@ def main() -> None:
     photos = [preprocess(load_image(str(sample(n))).pixels)[None] for n, _, _ in LABELLED]
     prepared = work / "prepared.onnx"
     quant_pre_process(str(fp32), str(prepared))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter(calibration)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._it, None)
-            return None if x is None else {"pixel_values": x[None].astype(np.float32)}
 
     keep = list(FP32_NODES)
     variants = {
@@ -66,7 +58,7 @@ def main() -> None:
     for label, (source, kwargs) in variants.items():
         out = work / f"{len(paths)}.onnx"
         kwargs = {"per_channel": True, "weight_type": QuantType.QInt8, "activation_type": QuantType.QUInt8, **kwargs}
-        quantize_static(str(source), str(out), Reader(), **kwargs)
+        quantize_static(str(source), str(out), calibration_reader(calibration), **kwargs)
         paths[label] = out
     for threads in sorted({1, os.cpu_count() or 1}):
         sessions = {k: ort.InferenceSession(str(p), sess_options=session_options(threads),

@@ -117,14 +117,9 @@ def classifier_head(weights: Path | None = None) -> tuple[np.ndarray, np.ndarray
 FP32_NODES = ("features.0.0.conv", "features.1.conv.0.0.conv")
 
 
-def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> None:
-    """A static int8 variant (QDQ, per-channel weights, the stem in fp32), calibrated
-    on preprocessed (3, 224, 224) images, written atomically. benchmarks/vision.py
-    measures it against fp32; askgpt uses fp32 by default (see README, "Images")."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def calibration_reader(calibration: list[np.ndarray]) -> Any:
+    """onnxruntime's calibration input: the preprocessed (3, 224, 224) images, one batch each."""
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -134,14 +129,26 @@ def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> None:
             x = next(self._batches, None)
             return None if x is None else {"pixel_values": x[None].astype(np.float32)}
 
+    return Reader()
+
+
+def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> None:
+    """A static int8 variant (QDQ, per-channel weights, the stem in fp32), calibrated
+    on preprocessed (3, 224, 224) images, written atomically. benchmarks/vision.py
+    measures it against fp32; askgpt uses fp32 by default (see README, "Images")."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     def write(tmp: Path) -> None:
         # onnxruntime's recommended pre-pass (shape inference, graph cleanup): about
         # 2% faster int8 at 2 threads in one interleaved run (0.51 -> 0.50 of fp32).
         with tempfile.TemporaryDirectory() as work:
             prepared = Path(work) / "prepared.onnx"
             quant_pre_process(str(fp32), str(prepared))
-            quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            quantize_static(str(prepared), str(tmp), calibration_reader(calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                             nodes_to_exclude=list(FP32_NODES))
 
     atomic_write_with(out, write)
