@@ -50,7 +50,7 @@ class PrefixCacheConfig:
 @dataclass(frozen=True)
 class CacheEntry:
     path: Path
-    keys_count: int
+    keys_count: int  # 0 unless listed with counts=True
     bytes: int
     last_used: float
 
@@ -157,22 +157,31 @@ class PrefixCache:
             return []
 
 
+def _read_header(fh: Any) -> dict[str, Any] | None:
+    """An entry file's header (its key count checked to be a number), or None."""
+    head = fh.read(len(MAGIC) + 8)
+    if len(head) < len(MAGIC) + 8 or not head.startswith(MAGIC):
+        return None
+    (size,) = struct.unpack("<Q", head[len(MAGIC):])
+    if size > 4096:
+        return None
+    try:
+        header = json.loads(fh.read(size))
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) and isinstance(header.get("keys"), int) else None
+
+
 def _read_keys(path: Path, model: str) -> Any:
     import numpy as np
 
     try:
         with path.open("rb") as fh:
-            head = fh.read(len(MAGIC) + 8)
-            if len(head) < len(MAGIC) + 8 or not head.startswith(MAGIC):
-                return None
-            (size,) = struct.unpack("<Q", head[len(MAGIC):])
-            if size > 4096:
-                return None
-            header = json.loads(fh.read(size))
-            if header.get("model") != model or not isinstance(header.get("keys"), int):
+            header = _read_header(fh)
+            if header is None or header.get("model") != model:
                 return None
             body = fh.read(4 * header["keys"])
-    except (OSError, ValueError):
+    except OSError:
         return None
     if len(body) != 4 * header["keys"]:
         return None
@@ -202,15 +211,16 @@ def _parse(data: bytes, model: str) -> tuple[list[int], bytes] | None:
     return keys, payload[4 * n:]
 
 
-def entries(folder: Path) -> list[CacheEntry]:
-    """Every entry under ``folder`` (all models), oldest use first."""
+def entries(folder: Path, *, counts: bool = False) -> list[CacheEntry]:
+    """Every entry under ``folder`` (all models), oldest use first; with ``counts``,
+    each one's prompt length too (read from its header, for `askgpt cache info`)."""
     found = []
     for path in folder.glob(f"*/*{SUFFIX}"):
         try:
             st = path.stat()
         except OSError:
             continue
-        found.append(CacheEntry(path=path, keys_count=_key_count(path), bytes=st.st_size,
+        found.append(CacheEntry(path=path, keys_count=_key_count(path) if counts else 0, bytes=st.st_size,
                                 last_used=st.st_mtime))
     return sorted(found, key=lambda e: e.last_used)
 
@@ -218,11 +228,10 @@ def entries(folder: Path) -> list[CacheEntry]:
 def _key_count(path: Path) -> int:
     try:
         with path.open("rb") as fh:
-            head = fh.read(len(MAGIC) + 8)
-            (size,) = struct.unpack("<Q", head[len(MAGIC):])
-            return int(json.loads(fh.read(min(size, 4096)))["keys"])
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
+            header = _read_header(fh)
+    except OSError:
         return 0
+    return 0 if header is None else int(header["keys"])
 
 
 def trim(folder: Path, max_bytes: int) -> None:
@@ -237,7 +246,8 @@ def trim(folder: Path, max_bytes: int) -> None:
 
 
 def summary(config: PrefixCacheConfig) -> CacheSummary:
-    return CacheSummary(folder=config.folder, entries=tuple(entries(config.folder)), max_bytes=config.max_bytes)
+    return CacheSummary(folder=config.folder, entries=tuple(entries(config.folder, counts=True)),
+                        max_bytes=config.max_bytes)
 
 
 def clear(folder: Path) -> int:
