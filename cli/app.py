@@ -211,6 +211,15 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             help="How images reach the model: a text block of what the encoders found, embedding rows "
                  "projected into the model's input space, or both [default: text].",
             show_default=False)] = None,
+        encoder: Annotated[str | None, typer.Option(
+            "--encoder", metavar="NAME",
+            help="The image encoder: auto (a CLIP encoder when one is set up, else the built-in one), "
+                 "builtin, clip, or the name of one from `askgpt vision status` [default: auto].",
+            show_default=False)] = None,
+        mmproj: Annotated[str | None, typer.Option(
+            "--mmproj", metavar="PATH",
+            help="The model's own vision projector (a llama.cpp mmproj .gguf); by default the one "
+                 "registered with the model or the one beside it.", show_default=False)] = None,
         examples: Annotated[list[str] | None, typer.Option(
             "-e", "--example", metavar="'IN => OUT'", help='A few-shot example "INPUT => OUTPUT" (repeatable).',
             show_default=False)] = None,
@@ -299,7 +308,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             opts = AskOptions(
                 prompt_words=tuple(prompt or ()), model=model, system=system,
                 files=tuple(files or ()), examples=tuple(examples or ()), examples_file=examples_file,
-                images=tuple(images or ()), ocr=ocr, image_mode=image_mode,
+                images=tuple(images or ()), ocr=ocr, image_mode=image_mode, encoder=encoder, mmproj=mmproj,
                 strategy=strategy, read_tokens=read_tokens,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, lookup=lookup, ctx=ctx,
                 threads=threads, batch=batch, gpu_layers=gpu_layers, kv_type=kv_type,
@@ -461,6 +470,72 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(messages, debug=_debug_enabled(False)):
             run_report(model, reference, text=text, ctx=ctx, as_json=as_json,
                        engine_factory=engine_factory or _default_engine_factory(), messages=messages)
+
+    vision_app = typer.Typer(help="Image encoders: set up CLIP models for --image (once, with the clip "
+                                  "extra), list them, remove them.", no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(vision_app, name="vision")
+
+    def vision_setup(
+        model: Annotated[str, typer.Argument(metavar="MODEL",
+                                             help="An open_clip model name, e.g. ViT-B-32.")],
+        pretrained: Annotated[str | None, typer.Option(
+            "--pretrained", metavar="TAG", help="open_clip's pretrained weights, e.g. laion2b_s34b_b79k "
+                                                "(downloads once; needs a connection).", show_default=False)] = None,
+        checkpoint: Annotated[str | None, typer.Option(
+            "--checkpoint", metavar="FILE", help="Weights from a local file (offline).", show_default=False)] = None,
+        random: Annotated[bool, typer.Option(
+            "--random", help="Random weights: exercises the whole pipeline; answers are meaningless.")] = False,
+        model_config: Annotated[str | None, typer.Option(
+            "--model-config", metavar="FILE", help="An open_clip model config JSON (custom sizes); its file "
+                                                   "name is the model's name.", show_default=False)] = None,
+        name: Annotated[str | None, typer.Option(
+            "--as", metavar="NAME", help="The encoder's name for --encoder [default: the model name].",
+            show_default=False)] = None,
+        int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also make the int8 variants.")] = True,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and the libraries' own logs.")]
+        = False,
+    ) -> None:
+        """Export an open_clip model's image and text towers to ONNX (with int8 variants and a parity
+        check) into askgpt's data folder; --image uses it from then on, without torch."""
+        from askgpt.runtime.settings import load_settings
+
+        from .vision import run_setup
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        debug = _debug_enabled(debug)
+        with error_boundary(messages, debug=debug):
+            run_setup(model, pretrained=pretrained, checkpoint=checkpoint, random=random,
+                      model_config=model_config, name=name, int8=int8,
+                      paths=load_settings(os.environ).paths, messages=messages, debug=debug)
+
+    vision_app.command("setup")(vision_setup)
+    convert_app.command("clip")(vision_setup)
+
+    @vision_app.command("status")
+    def vision_status(
+        as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+        verify: Annotated[bool, typer.Option("--verify", help="Recompute every file's SHA-256.")] = False,
+    ) -> None:
+        """The image encoders: sizes, hashes, parity, which tower is used, projector fits."""
+        from askgpt.runtime.settings import load_settings
+
+        from .vision import run_status
+
+        messages = Messages(sys.stderr, quiet=False)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            typer.echo(run_status(load_settings(os.environ).paths, as_json=as_json, verify=verify))
+
+    @vision_app.command("rm")
+    def vision_rm(name: Annotated[str, typer.Argument(metavar="NAME", help="A set-up encoder's name.")]) -> None:
+        """Remove a set-up CLIP encoder (its folder in the data folder)."""
+        from askgpt.runtime.settings import load_settings
+
+        from .vision import run_rm
+
+        messages = Messages(sys.stderr, quiet=False)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            typer.echo(run_rm(name, load_settings(os.environ).paths))
 
     @app.command("chat")
     def chat_command(

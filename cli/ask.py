@@ -41,6 +41,8 @@ class AskOptions:
     images: tuple[str, ...] = ()
     ocr: str = "auto"
     image_mode: str | None = None
+    encoder: str | None = None  # --encoder: auto|builtin|clip|NAME
+    mmproj: str | None = None  # --mmproj: the model's vision projector
     strategy: str = "auto"
     read_tokens: int = 1024
     temperature: float | None = None
@@ -272,18 +274,23 @@ class _VisionStep:
             ocr=parse_mode(opts.ocr, OcrMode, "--ocr"),  # type: ignore[arg-type]
             mode=parse_mode(opts.image_mode, ImageMode, "--image-mode") if opts.image_mode  # type: ignore[arg-type]
             else VisionConfig().mode,
+            encoder=opts.encoder or settings.defaults.encoder,
         )
+        self._mmproj = opts.mmproj
         self._settings = settings
         self._messages = messages
         self._images = load_images(opts.images, stdin_image)
         self._reports: list = []
 
     def blocks(self, engine: Engine, ref: ModelRef) -> tuple:
-        from askgpt.vision.pipeline import ImagePipeline, TargetModel
+        from askgpt.runtime.models import find_mmproj
+        from askgpt.vision.pipeline import ImagePipeline, target_model
 
-        pipeline = ImagePipeline(self._config, self._settings.paths.cache_dir, notify=self._messages.warn)
-        target = TargetModel(ref.path, engine.info.n_embd,
-                             lambda text: engine.tokenize(text, add_bos=False, special=False))
+        paths = self._settings.paths
+        pipeline = ImagePipeline(self._config, paths.cache_dir, notify=self._messages.warn, data_dir=paths.data_dir)
+        mmproj = find_mmproj(ref, self._mmproj)
+        with self._messages.status("Loading the vision projector…" if mmproj else "Looking at the images…"):
+            target = target_model(engine, ref.path, mmproj, threads=self._config.threads)
         with self._messages.status("Looking at the images…"):
             blocks, self._reports = pipeline.encode(self._images, target)
         return tuple(blocks)

@@ -141,14 +141,18 @@ def prepare(engine: Engine, request: Request, config: GenerationConfig) -> Prepa
     for i, piece in enumerate(pieces):
         if i % 2:  # a marker's image index
             index = int(piece)
-            rows = request.images[index].rows if index < len(request.images) else None
-            if rows is None or index in placed:
+            image = request.images[index] if index < len(request.images) else None
+            if image is None or not image.has_rows or index in placed:
                 raise InferenceError("the prompt places an image's embedding rows wrongly")
             placed.add(index)
-            parts.append(EmbeddingRows(rows))
+            for segment in image.parts():
+                if isinstance(segment, tuple):  # a vision model's own image delimiters
+                    parts.append(TokenIds(segment))
+                else:
+                    parts.append(EmbeddingRows(segment))
         elif piece:
             parts.append(TokenIds(tuple(engine.tokenize(piece, add_bos=add_bos and i == 0, special=True))))
-    missing = [i for i, im in enumerate(request.images) if im.rows is not None and i not in placed]
+    missing = [i for i, im in enumerate(request.images) if im.has_rows and i not in placed]
     if missing:
         raise InferenceError("the model's chat template dropped an image's embedding rows")
     prompt = PreparedPrompt(text, tuple(parts), formatted.stop)

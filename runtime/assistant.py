@@ -30,7 +30,7 @@ from .engine import Engine, EngineFactory
 from .errors import UsageError
 from .inputs import read_document
 from .longdoc import LongContext, LongContextConfig, Strategy
-from .models import ModelRef, resolve_model
+from .models import ModelRef, find_mmproj, resolve_model
 from .prompt import Example, ImageBlock, Request, parse_example
 from .sampling import SamplingConfig
 from .settings import Settings, engine_config, load_settings, system_prompt
@@ -160,12 +160,11 @@ class Assistant:
         return constrain(request, config, load_schema(schema if isinstance(schema, str) else json.dumps(schema)))
 
     def _images(self, paths: Sequence[str]) -> tuple[ImageBlock, ...]:
-        from askgpt.vision.pipeline import ImagePipeline, TargetModel, VisionConfig, load_images
+        from askgpt.vision.pipeline import ImagePipeline, VisionConfig, load_images, target_model
 
-        engine = self.engine
-        target = TargetModel(self._ref.path, engine.info.n_embd,
-                             lambda text: engine.tokenize(text, add_bos=False, special=False))
-        pipeline = ImagePipeline(VisionConfig(), self._settings.paths.cache_dir)
+        config = VisionConfig(encoder=self._settings.defaults.encoder)
+        target = target_model(self.engine, self._ref.path, find_mmproj(self._ref, None), threads=config.threads)
+        pipeline = ImagePipeline(config, self._settings.paths.cache_dir, data_dir=self._settings.paths.data_dir)
         blocks, _reports = pipeline.encode(load_images(paths, None), target)
         return tuple(blocks)
 

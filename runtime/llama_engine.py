@@ -54,6 +54,12 @@ class NativeLog:
             self._c_callback = llama_cpp.llama_log_callback(self._receive)
         llama_cpp.llama_log_set(self._c_callback, ctypes.c_void_p(0))
 
+    def install_mtmd(self, mtmd: Any) -> None:
+        """The vision side (mtmd and its CLIP graph) has its own logger: route it here too."""
+        if self._c_callback is not None:
+            mtmd.mtmd_log_set(self._c_callback, ctypes.c_void_p(0))
+            mtmd.mtmd_helper_log_set(self._c_callback, ctypes.c_void_p(0))
+
     def _receive(self, level: int, text: bytes | None, _user_data: object) -> None:
         try:  # an exception must never unwind into native code
             line = (text or b"").decode("utf-8", errors="replace")
@@ -176,6 +182,7 @@ class LlamaEngine:
         self.lookup_guessed = 0
         self.lookup_kept = 0
         self.context_shifts = 0  # how often a long answer has shifted the window
+        self._vision: MmprojVision | None = None
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._vocab = vocab
         meta: dict[str, str] = llm.metadata or {}
@@ -525,7 +532,18 @@ class LlamaEngine:
             llm.input_ids[llm.n_tokens:llm.n_tokens + n] = keys[start:start + n]
             llm.n_tokens += n
 
+    def open_vision(self, mmproj: Path, *, threads: int) -> MmprojVision:
+        """This model's own vision projector (mmproj), loaded once through llama.cpp's mtmd."""
+        if self._vision is None or self._vision.path != mmproj:
+            if self._vision is not None:
+                self._vision.close()
+            self._vision = MmprojVision(self._llm, self._info, mmproj, threads=threads)
+        return self._vision
+
     def close(self) -> None:
+        if self._vision is not None:
+            self._vision.close()
+            self._vision = None
         self._llm.close()
 
     def __enter__(self) -> LlamaEngine:
@@ -533,6 +551,91 @@ class LlamaEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MmprojVision:
+    """A GGUF vision projector (mmproj: LLaVA, SmolVLM, Gemma 3, ...) run by llama.cpp's mtmd.
+
+    An image becomes the prompt segments mtmd lays out for it: its delimiter tokens
+    and the encoder's embedding rows, in order. The rows then reach the context through
+    the engine's ordinary embedding-row path, so the prefix cache, context checks and
+    long-document strategies treat them like any other prompt part.
+    """
+
+    def __init__(self, llm: Any, info: ModelInfo, path: Path, *, threads: int) -> None:
+        import llama_cpp.mtmd_cpp as mtmd
+
+        check_gguf(path)  # the same header bounds check as any GGUF, before native code reads it
+        self._mtmd = mtmd
+        self.path = path
+        self._n_embd = info.n_embd
+        _native_log.errors.clear()
+        _native_log.install_mtmd(mtmd)
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = False
+        params.n_threads = threads
+        with _sigint_as_flag():
+            self._ctx = mtmd.mtmd_init_from_file(str(path).encode(), llm.model, params)
+        if not self._ctx:
+            # mtmd's message runs over lines ("error: mismatch ...\nhint: ..."): its first says it.
+            detail = (_native_log.first_error() or "llama.cpp's mtmd could not load it").splitlines()[0]
+            detail = detail.removeprefix("error: ")
+            raise ModelLoadError(f"the vision projector {path.name} does not work with {info.name}: {detail}",
+                                 hint="use the mmproj file published with this model")
+        if not mtmd.mtmd_support_vision(self._ctx):
+            self.close()
+            raise ModelLoadError(f"{path.name} has no vision encoder (an audio-only projector?)")
+        if mtmd.mtmd_decode_use_mrope(self._ctx):
+            self.close()
+            raise ModelLoadError(f"{path.name} is for a model with M-RoPE positions (Qwen2-VL family), "
+                                 "which askgpt's image path does not place yet",
+                                 hint="use a LLaVA-, SmolVLM- or Gemma-3-style vision model")
+        self.marker = mtmd.mtmd_default_marker()
+
+    def segments(self, pixels: Any) -> tuple[tuple[int, ...] | Any, ...]:
+        """``pixels``: (H, W, 3) uint8 RGB. Token ids (tuples) and rows ((n, n_embd) float32)."""
+        import numpy as np
+
+        mtmd = self._mtmd
+        rgb = np.ascontiguousarray(pixels, dtype=np.uint8)
+        height, width = int(rgb.shape[0]), int(rgb.shape[1])
+        data = (ctypes.c_uint8 * rgb.size).from_buffer_copy(rgb.tobytes())
+        bitmap = mtmd.mtmd_bitmap_init(width, height, data)
+        chunks = mtmd.mtmd_input_chunks_init()
+        try:
+            text = mtmd.mtmd_input_text(self.marker, len(self.marker), False, True)
+            bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+            if mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(text), bitmaps, 1) != 0:
+                raise InferenceError(f"llama.cpp's mtmd could not prepare a {width}x{height} image")
+            out: list[tuple[int, ...] | Any] = []
+            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+                kind = mtmd.mtmd_input_chunk_get_type(chunk)
+                if kind == 0:  # text: the model's image delimiters
+                    n = ctypes.c_size_t(0)
+                    ids = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
+                    out.append(tuple(int(ids[k]) for k in range(n.value)))
+                    continue
+                n_rows = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+                with _sigint_as_flag() as asked:
+                    failed = mtmd.mtmd_encode_chunk(self._ctx, chunk) != 0
+                if asked:
+                    raise KeyboardInterrupt
+                if failed:
+                    raise InferenceError("llama.cpp's vision encoder failed on an image")
+                embd = mtmd.mtmd_get_output_embd(self._ctx)
+                out.append(np.ctypeslib.as_array(embd, shape=(n_rows * self._n_embd,))
+                           .reshape(n_rows, self._n_embd).copy())
+            return tuple(out)
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+            mtmd.mtmd_bitmap_free(bitmap)
+
+    def close(self) -> None:
+        if self._ctx:
+            self._mtmd.mtmd_free(self._ctx)
+            self._ctx = None
 
 
 def _lookup_draft(history: Any, pending: int, limit: int) -> list[int]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .gguf_check import GgufHeader, check_gguf
+from .models import mmproj_beside
 
 # llama.cpp's llama_ftype values (general.file_type) -> names, as `llama-quantize` prints them.
 FILE_TYPES = {
@@ -73,8 +74,8 @@ def _facts(path: Path, h: GgufHeader) -> ModelFacts:
 def _vision(path: Path, h: GgufHeader) -> str:
     if h.architecture == "clip":
         return "this is a vision projector (mmproj)"
-    beside = sorted(p.name for p in path.parent.glob("*.gguf") if "mmproj" in p.name.lower() and p != path)
-    return f"mmproj beside it: {beside[0]}" if beside else ""
+    beside = mmproj_beside(path)
+    return f"mmproj beside it: {beside.name}" if beside is not None else ""
 
 
 def format_facts(f: ModelFacts) -> str:

@@ -27,6 +27,7 @@ class ModelRef:
     name: str
     path: Path
     builtin: bool = False
+    mmproj: Path | None = None  # its vision projector, where `models add --mmproj` registered one
 
 
 def builtin_model() -> ModelRef:
@@ -62,7 +63,7 @@ def resolve_model(spec: str | None, models_dir: Path) -> ModelRef:
 
         for found in discover(environ()):
             if found.name == spec:
-                return ModelRef(spec, found.path)
+                return ModelRef(spec, found.path, mmproj=found.mmproj)
         raise ModelNotFoundError(f"no model named '{spec}' in the other tools' folders",
                                  hint="run `askgpt models list` to see the names")
     if _looks_like_path(spec):
@@ -84,11 +85,33 @@ def resolve_model(spec: str | None, models_dir: Path) -> ModelRef:
         if not added.path.is_file():
             raise ModelNotFoundError(f"model '{spec}' points to {added.path}, which is gone",
                                      hint=f"askgpt models rm {spec}")
-        return ModelRef(spec, added.path)
+        return ModelRef(spec, added.path, mmproj=added.mmproj)
     raise ModelNotFoundError(
         f"no model named '{spec}'",
         hint=f"run `askgpt models list`, put {spec}.gguf in {models_dir}, or pass a path",
     )
+
+
+def mmproj_beside(model: Path) -> Path | None:
+    """The one vision projector (a .gguf with "mmproj" in its name) in the model's folder."""
+    beside = sorted(p for p in model.parent.glob("*.gguf") if "mmproj" in p.name.lower() and p != model)
+    return beside[0] if len(beside) == 1 else None
+
+
+def find_mmproj(ref: ModelRef, given: str | None) -> Path | None:
+    """The vision projector for ``ref``: ``--mmproj PATH``, else the one registered with it,
+    else the single one beside it (never for the built-in model, which has none)."""
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(f"vision projector not found: {given}", hint="check the path given to --mmproj")
+        return path.resolve()
+    if ref.mmproj is not None:
+        if not ref.mmproj.is_file():
+            raise ModelNotFoundError(f"the vision projector registered with {ref.name} is gone: {ref.mmproj}",
+                                     hint=f"askgpt models add {ref.path} --alias {ref.name} --mmproj NEW_PATH")
+        return ref.mmproj
+    return None if ref.builtin else mmproj_beside(ref.path)
 
 
 def list_models(models_dir: Path) -> list[ModelRef]:

@@ -49,6 +49,19 @@ class ImageBlock:
     source: str
     text: str
     rows: np.ndarray | None = None
+    # A vision model's own encoding (mmproj): token ids (its image delimiters) and embedding
+    # rows, in the order llama.cpp's mtmd lays them out; placed instead of ``rows``.
+    segments: tuple[tuple[int, ...] | np.ndarray, ...] = ()
+
+    @property
+    def has_rows(self) -> bool:
+        return self.rows is not None or bool(self.segments)
+
+    def parts(self) -> tuple[tuple[int, ...] | np.ndarray, ...]:
+        """What stands at the image's marker: its segments, or its rows alone."""
+        if self.segments:
+            return self.segments
+        return () if self.rows is None else (self.rows,)
 
 
 def embedding_marker(index: int) -> str:
@@ -181,7 +194,7 @@ def stdin_document(path: Path) -> Document:
 
 
 def image_block(index: int, image: ImageBlock) -> str:
-    marker = embedding_marker(index) if image.rows is not None else ""
+    marker = embedding_marker(index) if image.has_rows else ""
     body = f"{marker}\n{image.text.strip()}\n" if image.text.strip() else marker
     return f'<image source="{image.source}">{body}</image>'
 

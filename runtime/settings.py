@@ -81,6 +81,7 @@ class Defaults:
     log: bool = True  # keep every exchange in the conversation log (runtime.history)
     prefix_cache: bool = True  # keep evaluated prompt prefixes on disk (runtime.prefix_cache)
     prefix_cache_mb: int = 2048  # the size bound of that cache
+    encoder: str = "auto"  # the image encoder: auto (CLIP when set up), builtin, clip, or a set-up name
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def truthy(value: str | None) -> bool:
 KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "model": str, "system": str, "ctx": int, "max_tokens": int, "temperature": (int, float),
     "repeat_penalty": (int, float), "lookup_tokens": int, "threads": int, "batch": int, "gpu_layers": int,
-    "log": bool, "kv_type": str, "prefix_cache": bool, "prefix_cache_mb": int,
+    "log": bool, "kv_type": str, "prefix_cache": bool, "prefix_cache_mb": int, "encoder": str,
 }
 
 

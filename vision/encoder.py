@@ -3,8 +3,8 @@
 An encoder reports what it sees as scored labels and/or text lines (the
 image's text block), and may hand back a pooled feature vector that a
 projector maps into the language model's embedding space (embedding rows).
-The built-in MobileNetV2 classifier and the OCR reader implement it; CLIP
-encoders will too.
+The built-in MobileNetV2 classifier, the OCR reader and the CLIP encoders
+(clip.py) implement it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class ImageFeatures:
     text_lines: tuple[str, ...] = ()
     pooled: np.ndarray | None = None  # (d,) float32, for a projector
     class_ids: tuple[int, ...] = ()  # the labels' indices in the encoder's vocabulary
+    regions: np.ndarray | None = None  # (k, d) pooled embeddings of image regions (CLIP)
     seconds: float = 0.0
 
 

@@ -1,23 +1,31 @@
 """From image files to what the language model gets: the `ImageBlock` of each image.
 
-Each image is loaded once (images.py), run through the built-in encoders
-(the ImageNet classifier, and OCR unless turned off), and becomes a
-delimited block: its size, the classifier's guesses with their scores, the
-text found in it, and, with ``--image-mode embed|both``, embedding rows from
-the projector. Encoders are created on first use and reused for every image.
+Each image is loaded once (images.py), run through an image encoder (a CLIP
+encoder set up with `askgpt vision setup`, else the built-in ImageNet
+classifier; ``--encoder`` chooses) and OCR unless turned off, and becomes a
+delimited block: its size, the encoder's tags with their scores, the text
+found in it, and, with ``--image-mode embed|both``, embedding rows from the
+projector. A model with its own vision projector (mmproj) sees the image
+itself instead: llama.cpp's encoder gives the rows (``native``), and only
+OCR's text is added. Encoders are created on first use and reused.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.prompt import ImageBlock
 
+from .clip import MIN_TAG_SCORE
 from .encoder import ImageFeatures
 from .images import LoadedImage, load_image
 
@@ -46,6 +54,7 @@ DEFAULT_IMAGE_MODE = ImageMode.TEXT
 @dataclass(frozen=True)
 class VisionConfig:
     ocr: OcrMode = OcrMode.AUTO
+    encoder: str = "auto"  # auto | builtin | clip | the name of a set-up CLIP encoder
     mode: ImageMode = DEFAULT_IMAGE_MODE
     threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     top_k: int = 3
@@ -58,6 +67,9 @@ class TargetModel:
     gguf_path: Path
     n_embd: int
     tokenize: Callable[[str], list[int]]
+    # The model's own vision encoder (mmproj): an image to its prompt segments (token ids
+    # and embedding rows, in order); None when the model has none.
+    native: Callable[[LoadedImage], tuple[tuple[int, ...] | np.ndarray, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,14 +88,15 @@ def parse_mode(value: str, kind: type[Enum], option: str) -> Enum:
         raise UsageError(f"{option} must be one of {choices}, not {value!r}") from None
 
 
-def describe(image: LoadedImage, labels: ImageFeatures | None, text: ImageFeatures | None) -> str:
+def describe(image: LoadedImage, labels: ImageFeatures | None, text: ImageFeatures | None,
+             *, min_score: float = MIN_LABEL_SCORE) -> str:
     """The image's text block, worded so that even the 135M built-in model reads it as
     facts about the picture (benchmarks/vision.py). Labels keep their scores: ImageNet
     has 1000 fine classes (no plain "person" or "horse"), so they are likely, not certain."""
     first = f"A {image.width}x{image.height} {image.format} image."
     # A page, receipt or screenshot is no ImageNet object: where there is text, only a
     # confident guess is worth the model's attention.
-    floor = MIN_LABEL_SCORE_WITH_TEXT if text is not None and text.text_lines else MIN_LABEL_SCORE
+    floor = MIN_LABEL_SCORE_WITH_TEXT if text is not None and text.text_lines else min_score
     likely = [lab for lab in labels.labels if lab.score >= floor] if labels is not None else []
     if likely:
         guesses = ", ".join(f"{lab.name} ({lab.score:.0%})" for lab in likely)
@@ -100,11 +113,21 @@ def describe(image: LoadedImage, labels: ImageFeatures | None, text: ImageFeatur
 
 class ImagePipeline:
     def __init__(self, config: VisionConfig, cache_dir: Path,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None, *, data_dir: Path | None = None) -> None:
         self._config = config
         self._cache_dir = cache_dir
         self._notify = notify
         self._classifier = None
+        self._clip_folder: Path | None = None
+        self._clip = None
+        if data_dir is not None:
+            from .clip import choose_encoder, clip_root
+
+            meta = choose_encoder(data_dir, config.encoder)
+            if meta is not None:
+                self._clip_folder = clip_root(data_dir) / meta.name
+        elif config.encoder not in ("auto", "builtin"):
+            raise UsageError(f"--encoder {config.encoder} needs askgpt's data folder")
         self._ocr = None
         self._warned_no_ocr = False
 
@@ -140,14 +163,40 @@ class ImagePipeline:
             self._ocr = OcrReader(threads=self._config.threads, min_score=min_score)
         return self._ocr
 
+    def encoder(self):  # type: ignore[no-untyped-def]
+        """The chosen image encoder: a set-up CLIP encoder, else the built-in classifier."""
+        if self._clip_folder is None:
+            return self.classifier()
+        if self._clip is None:
+            from .clip import ClipEncoder
+
+            self._clip = ClipEncoder(self._clip_folder, threads=self._config.threads,
+                                     top_k=max(self._config.top_k, 5))
+            if self._clip.meta.random and self._notify is not None:
+                self._notify(f"the CLIP encoder {self._clip.meta.name} has random weights: what it reports "
+                             "about images is meaningless (set up real weights with `askgpt vision setup`)")
+        return self._clip
+
     def _projector(self, target: TargetModel):  # type: ignore[no-untyped-def]
-        from .classifier import ENCODER_NAME, WEIGHTS_FILE, class_names, classifier_head, data_path
         from .projector import projector_for
 
-        encoder = self.classifier()
-        projector = projector_for(
-            self._cache_dir, lambda: classifier_head(data_path(WEIGHTS_FILE))[0], class_names(), target.gguf_path,
-            target.tokenize, encoder_id=f"{ENCODER_NAME}-{encoder.weights_sha256}", notify=self._notify)
+        if self._clip_folder is not None:
+            from .projector import trained_projector
+
+            clip = self.encoder()
+            projector = trained_projector(self._clip_folder, target.gguf_path, encoder_id=clip.meta.identity)
+            if projector is None:
+                projector = projector_for(
+                    self._cache_dir, lambda: clip.concepts.embeddings, clip.concepts.names, target.gguf_path,
+                    target.tokenize, encoder_id=clip.meta.identity, notify=self._notify)
+        else:
+            from .classifier import ENCODER_NAME, WEIGHTS_FILE, class_names, classifier_head, data_path
+
+            encoder = self.classifier()
+            projector = projector_for(
+                self._cache_dir, lambda: classifier_head(data_path(WEIGHTS_FILE))[0], class_names(),
+                target.gguf_path, target.tokenize, encoder_id=f"{ENCODER_NAME}-{encoder.weights_sha256}",
+                notify=self._notify)
         if projector.n_embd != target.n_embd:
             raise UsageError(f"the projector gives rows of width {projector.n_embd}, "
                              f"but {target.gguf_path.name} takes {target.n_embd}")
@@ -155,19 +204,55 @@ class ImagePipeline:
 
     def encode(self, images: Sequence[LoadedImage], target: TargetModel | None) -> tuple[
             list[ImageBlock], list[ImageReport]]:
+        if target is not None and target.native is not None:
+            return self._encode_native(images, target.native)
         mode = self._config.mode
         projector = self._projector(target) if mode is not ImageMode.TEXT and target is not None else None
+        floor = MIN_LABEL_SCORE if self._clip_folder is None else MIN_TAG_SCORE
         blocks, reports = [], []
         for image in images:
-            labels = self.classifier().encode(image)
+            labels = self.encoder().encode(image)
             text = self.ocr().encode(image) if self.ocr_enabled() else None
-            rows = projector.rows(labels.pooled, labels.class_ids) if projector is not None else None
-            body = describe(image, labels if mode is not ImageMode.EMBED else None, text)
+            rows = (projector.rows(labels.pooled, labels.class_ids, labels.regions)
+                    if projector is not None else None)
+            body = describe(image, labels if mode is not ImageMode.EMBED else None, text, min_score=floor)
             # The file's name, not its folders: a long temporary path only distracts a small model.
             blocks.append(ImageBlock(Path(image.source).name or image.source, body, rows))
             reports.append(ImageReport(image.source, labels.seconds, text.seconds if text else 0.0,
                                        0 if rows is None else len(rows)))
         return blocks, reports
+
+    def _encode_native(self, images: Sequence[LoadedImage],
+                       native: Callable[[LoadedImage], tuple[tuple[int, ...] | np.ndarray, ...]]) -> tuple[
+            list[ImageBlock], list[ImageReport]]:
+        blocks, reports = [], []
+        for image in images:
+            started = time.perf_counter()
+            segments = native(image)
+            seconds = time.perf_counter() - started
+            text = self.ocr().encode(image) if self.ocr_enabled() else None
+            lines = [f"A {image.width}x{image.height} {image.format} image."]
+            if text is not None and text.text_lines:
+                lines += ["Text in it:", *text.text_lines]
+            blocks.append(ImageBlock(Path(image.source).name or image.source, "\n".join(lines),
+                                     segments=segments))
+            reports.append(ImageReport(image.source, seconds, text.seconds if text else 0.0,
+                                       sum(len(s) for s in segments if not isinstance(s, tuple))))
+        return blocks, reports
+
+
+def target_model(engine: Any, model_path: Path, mmproj: Path | None, *, threads: int) -> TargetModel:
+    """The language model images go into; with a vision projector (mmproj) its own encoder
+    (llama.cpp's mtmd, through the engine) makes the rows."""
+    native = None
+    if mmproj is not None:
+        open_vision = getattr(engine, "open_vision", None)
+        if open_vision is None:
+            raise UsageError("this engine cannot run a vision projector (--mmproj)")
+        vision = open_vision(mmproj, threads=threads)
+        native = lambda image: vision.segments(image.pixels)  # noqa: E731
+    return TargetModel(model_path, engine.info.n_embd,
+                       lambda text: engine.tokenize(text, add_bos=False, special=False), native)
 
 
 def load_images(paths: Sequence[str], stdin_image: bytes | None) -> list[LoadedImage]:

@@ -95,12 +95,15 @@ class Projector:
         norms = np.linalg.norm(y, axis=-1, keepdims=True)
         return (y * (self.target_norm / np.maximum(norms, 1e-8))).astype(np.float32)
 
-    def rows(self, pooled: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
-        """(1 + N_CLASS_ROWS, n_embd): the whole image, then its top classes."""
-        norm = float(np.linalg.norm(pooled))
-        image = pooled * (self.feature_scale / norm) if norm > 0 else pooled
+    def rows(self, pooled: np.ndarray, class_ids: Sequence[int], regions: np.ndarray | None = None) -> np.ndarray:
+        """(1 + k + N_CLASS_ROWS, n_embd): the whole image, its k regions (CLIP's pooled
+        patches, if given), then its top classes."""
+        parts = [pooled[None, :]] if regions is None else [pooled[None, :], regions]
+        features = np.vstack(parts).astype(np.float32)
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        features = features * (self.feature_scale / np.maximum(norms, 1e-12))
         top = self.class_vectors[list(class_ids)[:N_CLASS_ROWS]]
-        return self._map(np.vstack([image[None, :], top]))
+        return self._map(np.vstack([features, top]))
 
     def save(self, path: Path) -> None:
         buf = io.BytesIO()
@@ -121,6 +124,25 @@ class Projector:
                 return cls(data["w"], data["b"], data["class_vectors"], scale, norm, encoder_id, model_id)
         except (OSError, KeyError, ValueError):
             return None
+
+
+TRAINED_FILE = "projector.npz"
+
+
+def trained_projector(encoder_folder: Path, gguf_path: Path, *, encoder_id: str) -> Projector | None:
+    """A projector trained elsewhere, saved in this format as ``projector.npz`` in a CLIP
+    encoder's folder; None when there is none. One made for another encoder or another
+    language model is an error, not silently ignored."""
+    path = encoder_folder / TRAINED_FILE
+    if not path.is_file():
+        return None
+    model_id = table_identity(gguf_path)
+    projector = Projector.load(path, encoder_id=encoder_id, model_id=model_id)
+    if projector is None:
+        raise ImageError(f"the projector {path} was made for another encoder or language model "
+                         f"(this pair: {encoder_id[:21]}, model table {model_id[:12]})",
+                         hint=f"remove it to use askgpt's closed-form fit, or train one for {gguf_path.name}")
+    return projector
 
 
 def fit_projector(class_vectors: np.ndarray, names: Sequence[str], gguf_path: Path,
