@@ -404,3 +404,24 @@ def test_mmproj_is_found_beside_a_model_and_registered_with_it(tmp_path: Path) -
     registered.write_bytes(b"x")
     assert find_mmproj(ModelRef("vlm", model, mmproj=registered), None) == registered
     assert find_mmproj(ModelRef("vlm", model, mmproj=registered), str(model)) == model.resolve()
+
+
+def test_answering_with_a_clip_encoder_never_imports_torch(tiny: Tiny, isolated_home: Path) -> None:
+    import subprocess
+    import sys
+
+    tiny.install(isolated_home)
+    code = f"""
+import sys
+from pathlib import Path
+from askgpt.vision.images import load_image
+from askgpt.vision.pipeline import ImagePipeline, OcrMode, VisionConfig
+pipeline = ImagePipeline(VisionConfig(ocr=OcrMode.OFF), Path({str(isolated_home / "cache")!r}),
+                         data_dir=Path({str(isolated_home / "data")!r}))
+assert pipeline.encoder().name == "clip:tiny-clip"
+blocks, _ = pipeline.encode([load_image({str(sample("coffee.png"))!r})], None)
+print(",".join(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules) or "none")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "none"
