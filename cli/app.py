@@ -121,9 +121,9 @@ def _version(value: bool) -> None:
 
 
 def _default_engine_factory() -> EngineFactory:
-    from askgpt.runtime.llama_engine import load_llama_engine
+    from askgpt.runtime.engine import load_engine
 
-    return load_llama_engine
+    return load_engine
 
 
 HELP = """Ask a local model from the terminal, offline.
@@ -220,6 +220,11 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--mmproj", metavar="PATH",
             help="The model's own vision projector (a llama.cpp mmproj .gguf); by default the one "
                  "registered with the model or the one beside it.", show_default=False)] = None,
+        endpoint: Annotated[str | None, typer.Option(
+            "--endpoint", metavar="URL",
+            help="Use a model served by an OpenAI-compatible engine (llama-server, vLLM, ollama, ...) "
+                 "instead of a local one; -m names the served model [default: $ASKGPT_ENDPOINT, then "
+                 "the config's endpoint].", show_default=False)] = None,
         examples: Annotated[list[str] | None, typer.Option(
             "-e", "--example", metavar="'IN => OUT'", help='A few-shot example "INPUT => OUTPUT" (repeatable).',
             show_default=False)] = None,
@@ -306,7 +311,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         debug = _debug_enabled(debug)
         with error_boundary(messages, debug=debug):
             opts = AskOptions(
-                prompt_words=tuple(prompt or ()), model=model, system=system,
+                prompt_words=tuple(prompt or ()), model=model, endpoint=endpoint, system=system,
                 files=tuple(files or ()), examples=tuple(examples or ()), examples_file=examples_file,
                 images=tuple(images or ()), ocr=ocr, image_mode=image_mode, encoder=encoder, mmproj=mmproj,
                 strategy=strategy, read_tokens=read_tokens,
@@ -342,17 +347,33 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
 
     @models_app.command("add")
     def models_add(
-        path: Annotated[str, typer.Argument(metavar="PATH", help="A .gguf file.")],
-        alias: Annotated[str, typer.Option("--alias", metavar="NAME", help="The name -m will take.")],
+        path: Annotated[str, typer.Argument(metavar="PATH|NAME",
+                                            help="A .gguf file; with --endpoint, the name to give the served model.")],
+        alias: Annotated[str | None, typer.Option("--alias", metavar="NAME", help="The name -m will take.",
+                                                  show_default=False)] = None,
         mmproj: Annotated[str | None, typer.Option("--mmproj", metavar="PATH",
                                                    help="Its vision projector (mmproj .gguf).",
                                                    show_default=False)] = None,
+        endpoint: Annotated[str | None, typer.Option(
+            "--endpoint", metavar="URL", help="A model served by an OpenAI-compatible engine at URL.",
+            show_default=False)] = None,
+        remote_model: Annotated[str | None, typer.Option(
+            "--remote-model", metavar="ID", help="The served model's id [default: the server's first].",
+            show_default=False)] = None,
     ) -> None:
-        """Give a GGUF file a name (the file stays where it is)."""
-        from .models import run_add
+        """Give a GGUF file a name (the file stays where it is), or name a served model
+        (`models add NAME --endpoint URL [--remote-model ID]`)."""
+        from .models import run_add, run_add_remote
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
-            typer.echo(run_add(path, alias, mmproj))
+            if endpoint is not None:
+                typer.echo(run_add_remote(path, endpoint, remote_model))
+            elif alias is None:
+                from askgpt.runtime.errors import UsageError
+
+                raise UsageError("give --alias NAME", hint="or --endpoint URL to name a served model")
+            else:
+                typer.echo(run_add(path, alias, mmproj))
 
     @models_app.command("pull")
     def models_pull(
@@ -541,6 +562,9 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     def chat_command(
         model: Annotated[str | None, typer.Option("-m", "--model", metavar="NAME|PATH", help="Model, as for ask.",
                                                   show_default=False, autocompletion=complete_models)] = None,
+        endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="URL",
+                                                     help="A served model's server, as for ask.",
+                                                     show_default=False)] = None,
         system: Annotated[str | None, typer.Option("-s", "--system", metavar="TEXT", help="System prompt.",
                                                    show_default=False)] = None,
         examples: Annotated[list[str] | None, typer.Option("-e", "--example", metavar="'IN => OUT'",
@@ -568,7 +592,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
 
         messages = Messages(sys.stderr, quiet=False)
         with error_boundary(messages, debug=_debug_enabled(False)):
-            run_chat(ChatOptions(model=model, system=system, examples=tuple(examples or ()),
+            run_chat(ChatOptions(model=model, endpoint=endpoint, system=system, examples=tuple(examples or ()),
                                  files=tuple(files or ()), images=tuple(images or ()), ctx=ctx,
                                  max_tokens=max_tokens, temperature=temperature, log=not no_log),
                      settings=load_settings(os.environ), engine_factory=engine_factory or _default_engine_factory(),

@@ -15,11 +15,11 @@ from askgpt.runtime.errors import UsageError
 from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
 from askgpt.runtime.inputs import Inputs, collect_inputs
 from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
-from askgpt.runtime.models import ModelRef, resolve_model
+from askgpt.runtime.models import ModelRef
 from askgpt.runtime.prompt import DEFAULT_SYSTEM as PROMPT_DEFAULT_SYSTEM
 from askgpt.runtime.prompt import Request, Turn
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, engine_config, system_prompt
+from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, engine_config, model_ref, system_prompt
 from askgpt.runtime.structured import ANY_OBJECT, check_json, constrain, first_code_block, load_schema
 from askgpt.runtime.templates import TemplateStore, apply_template, template_words
 
@@ -34,6 +34,7 @@ class AskOptions:
 
     prompt_words: tuple[str, ...] = ()
     model: str | None = None
+    endpoint: str | None = None  # --endpoint: an OpenAI-compatible server instead of a local model
     system: str | None = None
     files: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
@@ -120,7 +121,7 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     if schema is not None:
         request, config = constrain(request, config, schema)
     long_context = LongContextConfig(strategy=_strategy(opts.strategy), read_tokens=opts.read_tokens)
-    ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
+    ref = model_ref(settings, opts.model, opts.endpoint)
     started = time.perf_counter()
     with messages.status(f"Loading {ref.name}…"):
         engine = engine_factory(ref, engine_config(
@@ -160,6 +161,9 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
                 streams.stdout.flush()
         finally:
             conversation.record()
+            if getattr(engine, "image_urls_refused", False):  # a served model that takes no images
+                messages.warn("the server did not take the images themselves; the model got what askgpt's "
+                              "encoders found in them")
             if opts.stats and answer.stats is not None:
                 if vision is not None:
                     for line in vision.stats_lines():

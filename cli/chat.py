@@ -23,10 +23,10 @@ from askgpt.runtime.errors import AskgptError
 from askgpt.runtime.files import atomic_write
 from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
 from askgpt.runtime.inputs import read_document
-from askgpt.runtime.models import ModelRef, resolve_model
+from askgpt.runtime.models import ModelRef
 from askgpt.runtime.prompt import Request
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import Settings, engine_config, system_prompt
+from askgpt.runtime.settings import Settings, engine_config, model_ref, system_prompt
 
 from .ask import AskOptions, _VisionStep
 from .render import Messages, format_error, format_stats, make_sink, stream_answer
@@ -38,6 +38,7 @@ MORE = "....... "
 @dataclass(frozen=True)
 class ChatOptions:
     model: str | None = None
+    endpoint: str | None = None
     system: str | None = None
     examples: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
@@ -91,7 +92,7 @@ def run_chat(opts: ChatOptions, *, settings: Settings, engine_factory: EngineFac
     config = GenerationConfig(
         max_tokens=opts.max_tokens or d.max_tokens,
         sampling=_sampling(opts, d.temperature, d.repeat_penalty))
-    ref = resolve_model(opts.model or d.model, settings.paths.models_dir)
+    ref = model_ref(settings, opts.model, opts.endpoint)
     engine = _load(ref, opts, settings, engine_factory, messages)
     session = ChatSession(engine, config, system=system_prompt(settings, opts.system))
     for example in opts.examples:
@@ -223,7 +224,7 @@ class _Repl:
                            f"{len(self.session.history)} turn(s) in this conversation")
 
     def _model(self, name: str) -> None:
-        ref = resolve_model(name, self.settings.paths.models_dir)
+        ref = model_ref(self.settings, name, self.opts.endpoint)
         started = time.perf_counter()
         engine = _load(ref, self.opts, self.settings, self.engine_factory, self.messages)
         self.session.engine.close()

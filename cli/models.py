@@ -19,7 +19,7 @@ def run_list(messages: Messages, *, as_json: bool) -> None:
     lines = []
     registry = Registry(settings.paths.data_dir)
     refs = [(ref, "askgpt") for ref in list_models(settings.paths.models_dir)]
-    refs += [(ModelRef(f.name, f.path), "added") for f in registry.entries()]
+    refs += [(ModelRef(f.name, f.path), "added") for f in registry.entries() if f.endpoint is None]
     refs += [(ModelRef(f.name, f.path), f.source) for f in discover(environ())]
     default = settings.defaults.model
     for ref, source in refs:
@@ -39,6 +39,14 @@ def run_list(messages: Messages, *, as_json: bool) -> None:
         vision = "\tvision" if facts.vision else ""
         lines.append(f"{ref.name}\t{facts.size / 1e6:,.0f} MB\t{facts.architecture}\t{facts.params_label}\t"
                      f"{facts.file_type}\tctx {facts.context_length:,}{vision}\t{ref.path}{tag}")
+    for f in registry.entries():
+        if f.endpoint is not None:  # served models: nothing to read here, and nothing is contacted
+            ref = ModelRef(f.name, f.path, endpoint=f.endpoint, remote_model=f.remote_model)
+            is_default = f.name == default
+            rows.append({"name": f.name, "builtin": False, "source": "served", "default": is_default,
+                         "endpoint": ref.location, "remote_model": f.remote_model})
+            lines.append(f"{f.name}\tserved\t{f.remote_model or '(first model)'}\t{ref.location}"
+                         + (" (default)" if is_default else ""))
     print_result({"models": rows}, "\n".join(lines), as_json=as_json)
     if not as_json:
         messages.warn(f"add models by putting NAME.gguf in {settings.paths.models_dir}")
@@ -46,7 +54,13 @@ def run_list(messages: Messages, *, as_json: bool) -> None:
 
 def run_info(spec: str, *, as_json: bool) -> None:
     settings = load_settings(os.environ)
-    facts = model_facts(resolve_model(spec, settings.paths.models_dir).path)
+    ref = resolve_model(spec, settings.paths.models_dir)
+    if ref.endpoint is not None:
+        data = {"name": ref.name, "endpoint": ref.location, "remote_model": ref.remote_model}
+        print_result(data, f"{ref.name}: served by {ref.location}, model {ref.remote_model or '(first)'}",
+                     as_json=as_json)
+        return
+    facts = model_facts(ref.path)
     print_result(facts.to_json(), format_facts(facts), as_json=as_json)
 
 
@@ -61,6 +75,12 @@ def run_add(path: str, alias: str, mmproj: str | None) -> str:
     found = Registry(settings.paths.data_dir).add(alias, Path(path).expanduser(),
                                                   Path(mmproj).expanduser() if mmproj else None)
     return f"added {found.name} -> {found.path}" + (f" (mmproj {found.mmproj})" if found.mmproj else "")
+
+
+def run_add_remote(name: str, endpoint: str, remote_model: str | None) -> str:
+    settings = load_settings(os.environ)
+    found = Registry(settings.paths.data_dir).add_remote(name, endpoint, remote_model)
+    return f"added {found.name} -> {found.endpoint}" + (f" ({found.remote_model})" if found.remote_model else "")
 
 
 def run_default(name: str) -> str:

@@ -30,10 +30,10 @@ from .engine import Engine, EngineFactory
 from .errors import UsageError
 from .inputs import read_document
 from .longdoc import LongContext, LongContextConfig, Strategy
-from .models import ModelRef, find_mmproj, resolve_model
+from .models import ModelRef, find_mmproj
 from .prompt import Example, ImageBlock, Request, parse_example
 from .sampling import SamplingConfig
-from .settings import Settings, engine_config, load_settings, system_prompt
+from .settings import Settings, engine_config, load_settings, model_ref, system_prompt
 from .structured import check_json, constrain, load_schema
 
 
@@ -84,12 +84,12 @@ class Assistant:
     """A model loaded on first use and kept for every later question; close it (or
     use ``with``) to free its memory."""
 
-    def __init__(self, model: str | None = None, *, ctx: int | None = None, settings: Settings | None = None,
-                 engine_factory: EngineFactory | None = None) -> None:
+    def __init__(self, model: str | None = None, *, endpoint: str | None = None, ctx: int | None = None,
+                 settings: Settings | None = None, engine_factory: EngineFactory | None = None) -> None:
         import os
 
         self._settings = settings or load_settings(os.environ)
-        self._ref: ModelRef = resolve_model(model or self._settings.defaults.model, self._settings.paths.models_dir)
+        self._ref: ModelRef = model_ref(self._settings, model, endpoint)
         self._ctx = ctx
         self._factory = engine_factory
         self._engine: Engine | None = None
@@ -99,9 +99,9 @@ class Assistant:
         if self._engine is None:
             factory = self._factory
             if factory is None:
-                from .llama_engine import load_llama_engine
+                from .engine import load_engine
 
-                factory = load_llama_engine
+                factory = load_engine
             self._engine = factory(self._ref, engine_config(self._settings, self._ref, ctx=self._ctx))
         return self._engine
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass, fields
 
 from .errors import UsageError
 from .files import atomic_write
-from .settings import KEY_TYPES, Defaults, Paths, read_config_file, validate_config
+from .settings import ENV_OVERRIDES, KEY_TYPES, SECRET_KEYS, Defaults, Paths, read_config_file, validate_config
 
 # Environment variables that override a config key (after command-line options).
-ENV_OVERRIDES = {"model": "ASKGPT_MODEL"}
 
 
 @dataclass(frozen=True)
@@ -79,11 +78,14 @@ def effective(paths: Paths, env: Mapping[str, str]) -> list[Effective]:
     for f in fields(Defaults):
         var = ENV_OVERRIDES.get(f.name)
         if var and env.get(var):
-            out.append(Effective(f.name, env[var], f"environment ({var})"))
+            row = Effective(f.name, env[var], f"environment ({var})")
         elif f.name in data:
-            out.append(Effective(f.name, data[f.name], "config file"))
+            row = Effective(f.name, data[f.name], "config file")
         else:
-            out.append(Effective(f.name, f.default, "default"))
+            row = Effective(f.name, f.default, "default")
+        if f.name in SECRET_KEYS and row.value:
+            row = Effective(row.key, "(set, not shown)", row.source)
+        out.append(row)
     return out
 
 

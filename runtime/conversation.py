@@ -76,7 +76,7 @@ def exchange_of(conversation_id: str, ref: ModelRef, request: Request, answer: A
     """The log entry for one answered (or interrupted) request."""
     stats = answer.stats
     return Exchange(
-        conversation_id=conversation_id, model=ref.name, model_path=str(ref.path),
+        conversation_id=conversation_id, model=ref.name, model_path=ref.location,
         prompt=request.instruction, answer=answer.emitted, system=request.system,
         examples=tuple((e.input, e.output) for e in request.examples),
         documents=tuple(document_attachment(d) for d in request.documents), images=tuple(images),

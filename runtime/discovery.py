@@ -27,6 +27,8 @@ class Found:
     source: str  # "registered", "hugging face", "lm studio", "ollama"
     mmproj: Path | None = None
     created_by_askgpt: bool = False
+    endpoint: str | None = None  # a served model (`models add NAME --endpoint URL`)
+    remote_model: str | None = None
 
 
 def _inside(path: Path, root: Path) -> Path | None:
@@ -113,18 +115,29 @@ class Registry:
             return []
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read {self.path}: {exc}", hint="fix or delete it") from exc
-        return [Found(name, Path(e["path"]), "registered", Path(e["mmproj"]) if e.get("mmproj") else None,
-                      bool(e.get("created_by_askgpt"))) for name, e in sorted(data.items())]
+        return [Found(name, Path(e.get("path") or ""), "registered", Path(e["mmproj"]) if e.get("mmproj") else None,
+                      bool(e.get("created_by_askgpt")), e.get("endpoint"), e.get("remote_model"))
+                for name, e in sorted(data.items())]
 
     def add(self, name: str, path: Path, mmproj: Path | None = None, *, created_by_askgpt: bool = False) -> Found:
-        if not name or "/" in name or ":" in name or name.lower().endswith(".gguf"):
-            raise UsageError(f"bad model name {name!r}", hint="a short name without '/', ':' or .gguf")
+        _check_name(name)
         for file in (path, mmproj):
             if file is not None and not file.is_file():
                 raise InputNotFoundError(f"no such file: {file}")
         entries = {e.name: e for e in self.entries()}
         entries[name] = Found(name, path.resolve(), "registered", mmproj.resolve() if mmproj else None,
                               created_by_askgpt)
+        self._write(entries)
+        return entries[name]
+
+    def add_remote(self, name: str, endpoint: str, remote_model: str | None) -> Found:
+        """A model on an OpenAI-compatible server, by name (nothing is contacted here)."""
+        from .remote_engine import base_url
+
+        _check_name(name)
+        base_url(endpoint)
+        entries = {e.name: e for e in self.entries()}
+        entries[name] = Found(name, Path(), "registered", endpoint=endpoint, remote_model=remote_model)
         self._write(entries)
         return entries[name]
 
@@ -141,9 +154,15 @@ class Registry:
 
     def _write(self, entries: Mapping[str, Found]) -> None:
         data = {n: {"path": str(e.path), "mmproj": str(e.mmproj) if e.mmproj else None,
-                    "created_by_askgpt": e.created_by_askgpt} for n, e in entries.items()}
+                    "created_by_askgpt": e.created_by_askgpt} if e.endpoint is None else
+                {"endpoint": e.endpoint, "remote_model": e.remote_model} for n, e in entries.items()}
         with atomic_write(self.path) as fh:
             fh.write((json.dumps(data, indent=1) + "\n").encode("utf-8"))
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or ":" in name or name.lower().endswith(".gguf"):
+        raise UsageError(f"bad model name {name!r}", hint="a short name without '/', ':' or .gguf")
 
 
 def environ() -> dict[str, str]:

@@ -48,6 +48,10 @@ class EngineConfig:
     trial_cache: Path | None = None
     # Keep evaluated prompt prefixes on disk across runs (runtime.prefix_cache); None: off.
     prefix_cache: PrefixCacheConfig | None = None
+    # A served model (runtime.remote_engine): the API key sent as a bearer token (never
+    # shown or logged), and how long to wait for the server.
+    api_key: str | None = None
+    request_timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,18 @@ def prompt_keys(prompt: Sequence[PromptPart]) -> list[int]:
     for part in prompt:
         keys.extend(part.ids if isinstance(part, TokenIds) else embedding_keys(part))
     return keys
+
+
+def load_engine(ref: ModelRef, config: EngineConfig) -> Engine:
+    """The engine for ``ref``: a served model's client, else llama.cpp on the file."""
+    if ref.endpoint is not None:
+        from .remote_engine import RemoteConfig, RemoteEngine
+
+        return RemoteEngine(RemoteConfig(ref.endpoint, ref.remote_model, config.api_key, config.request_timeout,
+                                         config.n_ctx))
+    from .llama_engine import load_llama_engine
+
+    return load_llama_engine(ref, config)
 
 
 @runtime_checkable

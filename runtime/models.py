@@ -28,6 +28,19 @@ class ModelRef:
     path: Path
     builtin: bool = False
     mmproj: Path | None = None  # its vision projector, where `models add --mmproj` registered one
+    # A model served by an OpenAI-compatible engine (runtime.remote_engine): its base URL and
+    # the served model's id (None: the server's only or first model). ``path`` is then unused.
+    endpoint: str | None = None
+    remote_model: str | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the model is: its file, or its server (without credentials)."""
+        if self.endpoint is not None:
+            from .remote_engine import base_url, shown
+
+            return shown(base_url(self.endpoint))
+        return str(self.path)
 
 
 def builtin_model() -> ModelRef:
@@ -53,9 +66,16 @@ def _looks_like_path(spec: str) -> bool:
     return "/" in spec or "\\" in spec or spec.startswith((".", "~")) or spec.lower().endswith(".gguf")
 
 
-def resolve_model(spec: str | None, models_dir: Path) -> ModelRef:
+def resolve_model(spec: str | None, models_dir: Path, *, endpoint: str | None = None) -> ModelRef:
     """``None`` or a built-in alias: the built-in model; a path: that file;
-    a bare NAME: ``models_dir/NAME.gguf`` (or ``models_dir/NAME``)."""
+    a bare NAME: ``models_dir/NAME.gguf`` (or ``models_dir/NAME``), else a name added with
+    `askgpt models add`. With ``endpoint`` (--endpoint, ASKGPT_ENDPOINT), a model on that
+    server: ``spec`` is the served model's id (None: the server's first)."""
+    if endpoint:
+        from .remote_engine import base_url, shown
+
+        url = shown(base_url(endpoint))  # a malformed URL fails here, before anything else
+        return ModelRef(spec or url, Path(), endpoint=endpoint, remote_model=spec)
     if spec is None or spec.strip().lower() in BUILTIN_ALIASES:
         return builtin_model()
     if spec.startswith(DISCOVERED_PREFIXES):
@@ -81,6 +101,8 @@ def resolve_model(spec: str | None, models_dir: Path) -> ModelRef:
     from .discovery import Registry
 
     added = Registry(models_dir.parent).get(spec)
+    if added is not None and added.endpoint is not None:
+        return ModelRef(spec, Path(), endpoint=added.endpoint, remote_model=added.remote_model)
     if added is not None:
         if not added.path.is_file():
             raise ModelNotFoundError(f"model '{spec}' points to {added.path}, which is gone",
@@ -111,7 +133,7 @@ def find_mmproj(ref: ModelRef, given: str | None) -> Path | None:
             raise ModelNotFoundError(f"the vision projector registered with {ref.name} is gone: {ref.mmproj}",
                                      hint=f"askgpt models add {ref.path} --alias {ref.name} --mmproj NEW_PATH")
         return ref.mmproj
-    return None if ref.builtin else mmproj_beside(ref.path)
+    return None if ref.builtin or ref.endpoint is not None else mmproj_beside(ref.path)
 
 
 def list_models(models_dir: Path) -> list[ModelRef]:

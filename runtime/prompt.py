@@ -52,6 +52,8 @@ class ImageBlock:
     # A vision model's own encoding (mmproj): token ids (its image delimiters) and embedding
     # rows, in the order llama.cpp's mtmd lays them out; placed instead of ``rows``.
     segments: tuple[tuple[int, ...] | np.ndarray, ...] = ()
+    # The image itself as a data: URL, for a served model that takes images (runtime.remote_engine).
+    data_url: str | None = None
 
     @property
     def has_rows(self) -> bool:
@@ -71,6 +73,8 @@ def embedding_marker(index: int) -> str:
 
 
 EMBEDDING_MARKER_PATTERN = "\ue000(\\d+)\ue001"
+# Around an image's data: URL in the rendered prompt (served models read it back out).
+MEDIA_OPEN, MEDIA_CLOSE = "\ue023", "\ue024"
 
 
 # Sent when the user gives none: the 135M built-in model answers short factual questions
@@ -195,6 +199,8 @@ def stdin_document(path: Path) -> Document:
 
 def image_block(index: int, image: ImageBlock) -> str:
     marker = embedding_marker(index) if image.has_rows else ""
+    if image.data_url:
+        marker += MEDIA_OPEN + image.data_url + MEDIA_CLOSE
     body = f"{marker}\n{image.text.strip()}\n" if image.text.strip() else marker
     return f'<image source="{image.source}">{body}</image>'
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import tomllib
 
@@ -82,6 +83,9 @@ class Defaults:
     prefix_cache: bool = True  # keep evaluated prompt prefixes on disk (runtime.prefix_cache)
     prefix_cache_mb: int = 2048  # the size bound of that cache
     encoder: str = "auto"  # the image encoder: auto (CLIP when set up), builtin, clip, or a set-up name
+    endpoint: str | None = None  # an OpenAI-compatible server to use instead of a local model
+    api_key: str | None = None  # its API key (ASKGPT_API_KEY overrides); never shown
+    endpoint_timeout: float = 120.0  # seconds to wait for the server
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,15 @@ def truthy(value: str | None) -> bool:
 
 
 # The type of each key's value in config.toml.
+# Environment variables that override a config key (and are overridden by an option).
+ENV_OVERRIDES = {"model": "ASKGPT_MODEL", "endpoint": "ASKGPT_ENDPOINT", "api_key": "ASKGPT_API_KEY"}
+SECRET_KEYS = frozenset({"api_key"})  # never printed by `config show`
+
 KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "model": str, "system": str, "ctx": int, "max_tokens": int, "temperature": (int, float),
     "repeat_penalty": (int, float), "lookup_tokens": int, "threads": int, "batch": int, "gpu_layers": int,
     "log": bool, "kv_type": str, "prefix_cache": bool, "prefix_cache_mb": int, "encoder": str,
+    "endpoint": str, "api_key": str, "endpoint_timeout": (int, float),
 }
 
 
@@ -132,6 +141,8 @@ def validate_config(data: Mapping[str, object], where: str) -> None:
     for key in ("gpu_layers", "lookup_tokens", "temperature"):
         if data.get(key, 0) < 0:  # type: ignore[operator]
             raise UsageError(f"{where}: '{key}' must be 0 or more")
+    if data.get("endpoint_timeout", 1) <= 0:  # type: ignore[operator]
+        raise UsageError(f"{where}: 'endpoint_timeout' must be more than 0")
     if data.get("repeat_penalty", 1) <= 0:  # type: ignore[operator]
         raise UsageError(f"{where}: 'repeat_penalty' must be more than 0")
 
@@ -172,12 +183,26 @@ def engine_config(settings: Settings, ref: ModelRef, *, ctx: int | None = None, 
         # a child process (runtime.model_guard).
         trial_cache=None if ref.builtin else settings.paths.cache_dir,
         prefix_cache=prefix_cache_config(settings) if prefix_cache else None,
+        api_key=d.api_key, request_timeout=float(d.endpoint_timeout),
     )
+
+
+def model_ref(settings: Settings, model: str | None, endpoint: str | None = None) -> ModelRef:
+    """The model to use. With an endpoint (the one given, else ASKGPT_ENDPOINT, else the
+    config's) it is a served model, named only by an explicit ``model`` (the configured
+    default names a local file); otherwise the given or the default local model."""
+    from .models import resolve_model
+
+    endpoint = endpoint or settings.defaults.endpoint
+    if endpoint:
+        return resolve_model(model, settings.paths.models_dir, endpoint=endpoint)
+    return resolve_model(model or settings.defaults.model, settings.paths.models_dir)
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     paths = resolve_paths(env)
     defaults = _read_config(paths.config_file)
-    if env.get("ASKGPT_MODEL"):
-        defaults = replace(defaults, model=env["ASKGPT_MODEL"])
+    # Each overridden key holds a string.
+    overrides: dict[str, Any] = {key: env[var] for key, var in ENV_OVERRIDES.items() if env.get(var)}
+    defaults = replace(defaults, **overrides)
     return Settings(paths=paths, defaults=defaults, debug=truthy(env.get("ASKGPT_DEBUG")))

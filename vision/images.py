@@ -108,6 +108,30 @@ def decode_image(data: bytes, source: str) -> LoadedImage:
     return LoadedImage(source, pixels, fmt, hashlib.sha256(data).hexdigest())
 
 
+DATA_URL_MAX_SIDE = 1024  # what vision models read well; larger only costs upload and tokens
+
+
+def data_url(image: LoadedImage) -> str:
+    """The image as a ``data:image/...;base64`` URL, re-encoded from the validated pixels
+    (never the original bytes): JPEG for photos, PNG for images with few colours
+    (screenshots, text), at most `DATA_URL_MAX_SIDE` pixels a side."""
+    import base64
+
+    from PIL import Image
+
+    img = Image.fromarray(image.pixels, "RGB")
+    if max(img.size) > DATA_URL_MAX_SIDE:
+        img.thumbnail((DATA_URL_MAX_SIDE, DATA_URL_MAX_SIDE), Image.Resampling.LANCZOS)
+    few_colours = img.getcolors(maxcolors=256) is not None
+    buf = io.BytesIO()
+    if few_colours:
+        img.save(buf, format="PNG", optimize=True)
+    else:
+        img.save(buf, format="JPEG", quality=90)
+    kind = "png" if few_colours else "jpeg"
+    return f"data:image/{kind};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
 def load_image(path: str, *, stdin: bytes | None = None) -> LoadedImage:
     """``path`` ``-`` reads the image from stdin's bytes (given by the caller)."""
     if path == STDIN:

@@ -27,7 +27,7 @@ from askgpt.runtime.prompt import ImageBlock
 
 from .clip import MIN_TAG_SCORE
 from .encoder import ImageFeatures
-from .images import LoadedImage, load_image
+from .images import LoadedImage, data_url, load_image
 
 
 class OcrMode(str, Enum):
@@ -70,6 +70,8 @@ class TargetModel:
     # The model's own vision encoder (mmproj): an image to its prompt segments (token ids
     # and embedding rows, in order); None when the model has none.
     native: Callable[[LoadedImage], tuple[tuple[int, ...] | np.ndarray, ...]] | None = None
+    # A served model that may take the image itself (as a data: URL, beside its text block).
+    data_urls: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,9 @@ class ImagePipeline:
         if target is not None and target.native is not None:
             return self._encode_native(images, target.native)
         mode = self._config.mode
+        if mode is not ImageMode.TEXT and target is not None and target.n_embd == 0:
+            raise UsageError(f"--image-mode {mode.value} puts embedding rows into a local model; "
+                             "a served one gets the images' text blocks (and the images, where it takes them)")
         projector = self._projector(target) if mode is not ImageMode.TEXT and target is not None else None
         floor = MIN_LABEL_SCORE if self._clip_folder is None else MIN_TAG_SCORE
         blocks, reports = [], []
@@ -216,8 +221,9 @@ class ImagePipeline:
             rows = (projector.rows(labels.pooled, labels.class_ids, labels.regions)
                     if projector is not None else None)
             body = describe(image, labels if mode is not ImageMode.EMBED else None, text, min_score=floor)
+            url = data_url(image) if target is not None and target.data_urls else None
             # The file's name, not its folders: a long temporary path only distracts a small model.
-            blocks.append(ImageBlock(Path(image.source).name or image.source, body, rows))
+            blocks.append(ImageBlock(Path(image.source).name or image.source, body, rows, data_url=url))
             reports.append(ImageReport(image.source, labels.seconds, text.seconds if text else 0.0,
                                        0 if rows is None else len(rows)))
         return blocks, reports
@@ -252,7 +258,8 @@ def target_model(engine: Any, model_path: Path, mmproj: Path | None, *, threads:
         vision = open_vision(mmproj, threads=threads)
         native = lambda image: vision.segments(image.pixels)  # noqa: E731
     return TargetModel(model_path, engine.info.n_embd,
-                       lambda text: engine.tokenize(text, add_bos=False, special=False), native)
+                       lambda text: engine.tokenize(text, add_bos=False, special=False), native,
+                       data_urls=bool(getattr(engine, "accepts_image_urls", False)))
 
 
 def load_images(paths: Sequence[str], stdin_image: bytes | None) -> list[LoadedImage]:

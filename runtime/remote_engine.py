@@ -1,0 +1,352 @@
+"""A model served by an existing OpenAI-compatible engine, behind the same `Engine` seam.
+
+llama.cpp's llama-server, llama-cpp-python's server, vLLM and ollama all serve
+``/v1/chat/completions``. askgpt builds the prompt exactly as for a local model
+(documents, few-shot examples, long-document strategies, budgets); only the last
+step differs. This engine reports a chat template of its own that writes the
+messages in an unambiguous private form; `generate` reads them back and sends
+them as chat messages, so the server applies the model's real template. Token
+counts come from the server's tokenizer where it has a tokenize endpoint
+(llama.cpp, llama-cpp-python, vLLM), else an estimate (4 bytes a token). The
+context size is the server's where it reports one (llama.cpp ``/props``, vLLM's
+``max_model_len``), else ``--ctx``.
+
+Only the standard library's HTTP client: no new dependency. An API key (from
+``ASKGPT_API_KEY`` or the config file) goes only into the Authorization header,
+never into a message, a log row or an error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .engine import EmbeddingRows, ModelInfo, PromptPart, TokenIds
+from .errors import AskgptError, ExitCode, UsageError
+from .prompt import MEDIA_CLOSE, MEDIA_OPEN
+from .sampling import SamplingConfig
+
+# Private-use characters no template or user text produces (the image markers use E000-E001).
+_OPEN, _SEP, _CLOSE = "\ue020", "\ue021", "\ue022"
+MESSAGES_TEMPLATE = (
+    "{%- for m in messages -%}" + _OPEN + "{{ m.role }}" + _SEP + "{{ m.content }}" + _CLOSE + "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}" + _OPEN + "assistant" + _SEP + "{%- endif -%}"
+)
+BYTES_PER_TOKEN = 4  # the estimate where a server cannot count tokens
+# What an image sent as a data: URL is counted as: vision models spend 256 (Gemma 3) to 576
+# (LLaVA-1.5) tokens on one image, more when they tile; the URL's own length means nothing.
+IMAGE_TOKENS = 768
+_MEDIA = re.compile(re.escape(MEDIA_OPEN) + "(.*?)" + re.escape(MEDIA_CLOSE), re.S)
+
+
+class RemoteError(AskgptError):
+    """The served engine could not be reached or answered with an error."""
+
+    exit_code = ExitCode.MODEL_FAILURE
+    # The server was reached and turned the request down (an HTTP error, or an answer that
+    # broke off), as opposed to a refused connection or a timeout.
+    refused: bool = False
+
+
+def _refused(message: str, *, hint: str | None = None) -> RemoteError:
+    error = RemoteError(message, hint=hint)
+    error.refused = True
+    return error
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    endpoint: str  # the server's base URL, e.g. http://127.0.0.1:8080/v1
+    model: str | None = None  # the served model's id; None: the server's first (or only) model
+    api_key: str | None = None
+    timeout: float = 120.0  # seconds to wait for a connection or for the next piece of an answer
+    n_ctx: int = 4096  # the budget where the server does not report its context size
+
+
+def base_url(endpoint: str) -> str:
+    """``http://host:port/v1`` from any of ``host:port``, ``http://host:port`` or ``.../v1/``."""
+    url = endpoint.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--endpoint must be an http(s) URL, not {endpoint!r}",
+                         hint="e.g. --endpoint http://127.0.0.1:8080/v1")
+    path = parts.path if parts.path.endswith("/v1") else parts.path + "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def shown(url: str) -> str:
+    """The URL without any user:password, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def render_messages(text: str, *, images: bool = True) -> list[dict[str, Any]]:
+    """Read back what `MESSAGES_TEMPLATE` wrote; the trailing open assistant turn is the
+    generation prompt (its text, if any, is a prefill the server cannot take and is dropped).
+    A message holding images becomes OpenAI's content parts (text, then each image_url);
+    with ``images=False`` they are left out and the text alone is sent."""
+    messages: list[dict[str, Any]] = []
+    for chunk in text.split(_OPEN)[1:]:
+        role, sep, rest = chunk.partition(_SEP)
+        if not sep:
+            raise UsageError("the prompt for the served model is malformed (a message has no role)")
+        content, closed, _ = rest.partition(_CLOSE)
+        if not closed:
+            continue
+        urls = _MEDIA.findall(content)
+        plain = _MEDIA.sub("", content)
+        if urls and images:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": plain}]
+            parts += [{"type": "image_url", "image_url": {"url": url}} for url in urls]
+            messages.append({"role": role, "content": parts})
+        else:
+            messages.append({"role": role, "content": plain})
+    return messages
+
+
+class _Http:
+    def __init__(self, config: RemoteConfig) -> None:
+        self.base = base_url(config.endpoint)
+        self._root = self.base.removesuffix("/v1")
+        self._key = config.api_key
+        self._timeout = config.timeout
+
+    def _request(self, url: str, body: dict[str, Any] | None) -> Any:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, headers=headers, method="GET" if body is None else "POST")
+        try:
+            return urllib.request.urlopen(req, timeout=self._timeout)  # noqa: S310 (http(s) only, checked)
+        except urllib.error.HTTPError as exc:
+            raise _http_error(exc, url) from None
+        except TimeoutError as exc:
+            raise self._timed_out(url) from exc
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, TimeoutError):
+                raise self._timed_out(url) from exc
+            what = ("refused the connection" if isinstance(reason, ConnectionRefusedError)
+                    else f"is unreachable: {reason}")
+            raise RemoteError(f"{shown(self._root)} {what}", hint="is the server running? check --endpoint") from exc
+        except OSError as exc:
+            raise RemoteError(f"{shown(self._root)} is unreachable: {exc}", hint="check --endpoint") from exc
+
+    def _timed_out(self, url: str) -> RemoteError:
+        return RemoteError(f"the served model at {shown(url)} did not answer within {self._timeout:g} s",
+                           hint="raise endpoint_timeout in the config, or check the server")
+
+    def get(self, path: str, *, root: bool = False) -> Any:
+        with self._request((self._root if root else self.base) + path, None) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def post(self, path: str, body: dict[str, Any], *, root: bool = False) -> Any:
+        with self._request((self._root if root else self.base) + path, body) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Server-sent events of a streamed completion, as parsed JSON objects."""
+        resp = self._request(self.base + path, body)
+        finished = False
+        try:
+            for raw in resp:
+                line = raw.decode("utf-8", errors="replace").strip()
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                event = json.loads(data)
+                if isinstance(event, dict) and event.get("error"):
+                    raise _refused(f"the served model failed: {_message(event['error'])}")
+                finished = finished or any(c.get("finish_reason") for c in event.get("choices") or [])
+                yield event
+            if not finished:
+                raise _refused("the served model's answer broke off", hint="the server's own log says why")
+        except TimeoutError as exc:
+            raise self._timed_out(self.base + path) from exc
+        finally:
+            resp.close()  # also how a stopped answer stops the server's generation
+
+
+def _message(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("detail") or error)[:300]
+    return str(error)[:300]
+
+
+def _http_error(exc: urllib.error.HTTPError, url: str) -> RemoteError:
+    try:
+        body = json.loads(exc.read() or b"null")
+        detail = _message(body.get("error") or body.get("detail") or body) if isinstance(body, dict) else str(body)
+    except (ValueError, OSError):
+        detail = exc.reason
+    hint = "set ASKGPT_API_KEY (or api_key in the config)" if exc.code in (401, 403) else None
+    return _refused(f"the served model at {shown(url)} answered HTTP {exc.code}: {detail}"[:400], hint=hint)
+
+
+class RemoteEngine:
+    """`Engine` over an OpenAI-compatible server."""
+
+    def __init__(self, config: RemoteConfig) -> None:
+        self._http = _Http(config)
+        self._kind, self._model, n_ctx = self._probe(config)
+        self._texts: dict[tuple[int, ...], str] = {}
+        self._pieces: dict[str, int] = {}  # streamed text pieces, interned as stand-in token ids
+        self._piece_bytes: list[bytes] = []
+        self._ids = itertools.count(1)
+        self._info = ModelInfo(
+            name=self._model, path=Path(shown(self._http.base)), n_ctx=n_ctx or config.n_ctx,
+            n_ctx_train=n_ctx, n_embd=0, chat_template=MESSAGES_TEMPLATE, bos_token="", eos_token="",
+            add_bos=False)
+        self.context_reported = bool(n_ctx)
+        self.accepts_image_urls = True  # tried with every image; see generate
+        self.image_urls_refused = False
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def endpoint(self) -> str:
+        return shown(self._http.base)
+
+    def _probe(self, config: RemoteConfig) -> tuple[str, str, int]:
+        """(server kind, model id, context size or 0). One request to /v1/models, one to /props."""
+        listing = self._http.get("/models")
+        data = listing.get("data") if isinstance(listing, dict) else None
+        models = [m for m in data or [] if isinstance(m, dict) and m.get("id")]
+        ids = [str(m["id"]) for m in models]
+        if config.model is not None and ids and config.model not in ids:
+            raise RemoteError(f"{self.endpoint} serves no model {config.model!r} (it serves: {', '.join(ids[:8])})",
+                              hint="pass one of those with --remote-model / -m")
+        model = config.model or (ids[0] if ids else "")
+        if not model:
+            raise RemoteError(f"{self.endpoint} lists no model", hint="name one with --remote-model")
+        entry = next((m for m in models if m["id"] == model), {})
+        n_ctx = int(entry.get("max_model_len") or 0)  # vLLM
+        kind = "vllm" if n_ctx else "openai"
+        try:
+            props = self._http.get("/props", root=True)  # llama.cpp's llama-server
+            settings = props.get("default_generation_settings", {}) if isinstance(props, dict) else {}
+            n_ctx = int(props.get("n_ctx") or settings.get("n_ctx") or n_ctx)
+            kind = "llama.cpp"
+        except RemoteError:
+            try:  # llama-cpp-python's server
+                self._http.post("/extras/tokenize/count", {"input": "probe"}, root=True)
+                kind = "llama-cpp-python"
+            except RemoteError:
+                pass
+        return kind, model, n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        n_images = len(_MEDIA.findall(text))
+        if n_images:
+            text = _MEDIA.sub("", text)
+        return n_images * IMAGE_TOKENS + (self._count(text) if text else 0)
+
+    def _count(self, text: str) -> int:
+        if self._kind == "llama-cpp-python":
+            return int(self._http.post("/extras/tokenize/count", {"input": text, "model": self._model},
+                                       root=True)["count"])
+        if self._kind == "llama.cpp":
+            return len(self._http.post("/tokenize", {"content": text, "add_special": False}, root=True)["tokens"])
+        if self._kind == "vllm":
+            return int(self._http.post("/tokenize", {"model": self._model, "prompt": text,
+                                                     "add_special_tokens": False}, root=True)["count"])
+        return max(1, -(-len(text.encode()) // BYTES_PER_TOKEN))
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+        """Stand-in ids, as many as the server's tokenizer makes of ``text``, unique to this
+        call, so `generate` can tell which text a run of them stands for. Only prompts
+        (tokenized with ``special``) are remembered; counting document text is not."""
+        if not text:
+            return []
+        first = next(self._ids)
+        ids = [-first] + [0] * (self.count_tokens(text) - 1)
+        if special:
+            self._texts[tuple(ids)] = text
+        return ids
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._piece_bytes[token] if 0 <= token < len(self._piece_bytes) else b""
+
+    def _prompt_text(self, prompt: Sequence[PromptPart]) -> str:
+        texts = []
+        for part in prompt:
+            if isinstance(part, EmbeddingRows):
+                raise UsageError("a served model gets images as text: --image-mode embed|both and --mmproj "
+                                 "need a local model")
+            text = self._texts.get(tuple(part.ids)) if isinstance(part, TokenIds) else None
+            if text is None:
+                raise UsageError("the served model was sent token ids askgpt did not make for it")
+            texts.append(text)
+        return "".join(texts)
+
+    def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Generator[int, None, None]:
+        text = self._prompt_text(prompt)
+        body: dict[str, Any] = {
+            "model": self._model, "messages": render_messages(text), "stream": True,
+            "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
+        }
+        if self._kind in ("llama.cpp", "llama-cpp-python"):
+            body.update(top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty)
+        elif self._kind == "vllm":
+            body.update(top_k=sampling.top_k, min_p=sampling.min_p, repetition_penalty=sampling.repeat_penalty)
+        if sampling.json_schema is not None:
+            schema = json.loads(sampling.json_schema)
+            # llama-cpp-python takes its own form; the others take OpenAI's.
+            body["response_format"] = ({"type": "json_object", "schema": schema}
+                                       if self._kind == "llama-cpp-python" else
+                                       {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema,
+                                                                                "strict": True}})
+        body = {k: v for k, v in body.items() if v is not None}
+        try:
+            events = self._http.stream("/chat/completions", body)
+            first = next(events, None)
+        except RemoteError as exc:
+            # A server or model that takes no images refuses the request outright: send the
+            # images' text blocks alone (what askgpt's encoders found) and say so.
+            if not _MEDIA.search(text) or not exc.refused:
+                raise
+            self.image_urls_refused = True
+            events = self._http.stream("/chat/completions", {**body, "messages": render_messages(text, images=False)})
+            first = next(events, None)
+        for event in itertools.chain([first] if first is not None else [], events):
+            for choice in event.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content") or ""
+                if piece:
+                    yield self._intern(piece)
+
+    def _intern(self, piece: str) -> int:
+        """One stand-in id per distinct piece, so the loop guard sees a repeat as a repeat."""
+        token = self._pieces.get(piece)
+        if token is None:
+            token = self._pieces[piece] = len(self._piece_bytes)
+            self._piece_bytes.append(piece.encode())
+        return token
+
+    def next_token_logprobs(self, prompt: Sequence[PromptPart]) -> Any:
+        raise UsageError("a served model does not give askgpt its next-token distribution")
+
+    def close(self) -> None:
+        self._texts.clear()
+
+    def __enter__(self) -> RemoteEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
