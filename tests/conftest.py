@@ -56,3 +56,25 @@ def run_askgpt(args: list[str], *, input: bytes | None = b"", env: dict[str, str
         [ASKGPT_BIN, *args], input=input, capture_output=True,
         env=full_env, timeout=timeout, cwd=REPO / "tests",
     )
+
+
+def readme_block(heading: str) -> list[str]:
+    """The command lines of the first fenced block after ``heading`` in the README."""
+    text = (REPO / "README.md").read_text()
+    block = text.split(heading + "\n", 1)[1].split("```", 2)[1]
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def run_readme_lines(lines: list[str], *, cwd: Path, home: Path, replace: dict[str, str] | None = None,
+                     env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess[str]]:
+    """Each README command line through bash, as a user would paste it (with ``replace``'s
+    stand-ins for paths and URLs that only exist on a user's machine)."""
+    full_env = {**os.environ, "ASKGPT_HOME": str(home), "PATH": f"{Path(ASKGPT_BIN).parent}{os.pathsep}"
+                f"{os.environ['PATH']}", **(env or {})}
+    results = []
+    for line in lines:
+        for old, new in (replace or {}).items():
+            line = line.replace(old, new)
+        results.append(subprocess.run(["bash", "-c", line], cwd=cwd, env=full_env, capture_output=True, text=True,
+                                      timeout=300))
+    return results

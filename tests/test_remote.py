@@ -289,3 +289,19 @@ def test_data_urls_are_re_encoded_and_bounded() -> None:
     with Image.open(io.BytesIO(base64.b64decode(data_url(wide).split(",", 1)[1]))) as img:
         assert max(img.size) == DATA_URL_MAX_SIDE and img.size == (1024, 256)
     assert data_url(flat).startswith("data:image/png;base64,")  # few colours: lossless PNG
+
+
+@pytest.mark.model
+def test_the_readme_s_served_model_lines_run_as_written(server: str, tmp_path: Path) -> None:
+    from conftest import readme_block, run_readme_lines
+
+    lines = readme_block("## Served models")
+    assert len(lines) == 4 and all("http://127.0.0.1:8080/v1" in line for line in lines[:3])
+    (tmp_path / "report.txt").write_text("Sales rose 12% in March. The new shop opened on the 3rd. "
+                                         "Costs stayed flat.\n")
+    results = run_readme_lines(lines, cwd=tmp_path, home=tmp_path / "home",
+                               replace={"http://127.0.0.1:8080/v1": server})
+    for line, result in zip(lines, results, strict=True):
+        assert result.returncode == 0 and result.stdout.strip(), (line, result.stderr)
+    assert "Paris" in results[0].stdout
+    assert isinstance(json.loads(results[3].stdout)["city"], str)

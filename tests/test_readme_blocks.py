@@ -1,0 +1,57 @@
+"""The README's command blocks for models and JSON output, run as written on the built-in
+model (the served-model block runs in test_remote.py, against a real server)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import readme_block, run_readme_lines
+from mmproj_file import write_mmproj
+
+from askgpt.runtime.models import builtin_model
+
+
+def test_the_models_block_runs_as_written(tmp_path: Path) -> None:
+    lines = readme_block("## Where models and settings live")
+    assert [line.split()[:3] for line in lines] == [
+        ["askgpt", "models", "list"], ["askgpt", "models", "info"], ["askgpt", "models", "add"],
+        ["askgpt", "models", "default"], ["askgpt", "models", "rm"]]
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    model = downloads / "vlm-q4.gguf"
+    shutil.copy(builtin_model().path, model)
+    mmproj = write_mmproj(downloads / "mmproj-vlm.gguf", 576)
+    home = tmp_path / "home"
+    results = run_readme_lines(lines, cwd=tmp_path, home=home,
+                               replace={"~/Downloads/vlm-q4.gguf": str(model),
+                                        "~/Downloads/mmproj-vlm.gguf": str(mmproj)})
+    for line, result in zip(lines, results, strict=True):
+        assert result.returncode == 0, (line, result.stderr)
+    assert "smollm2" in results[0].stdout and "llama" in results[1].stdout
+    assert "vlm" in results[2].stdout and str(mmproj) in results[2].stdout
+    assert "default model: vlm" in results[3].stdout
+    assert model.is_file()  # rm forgets the name only
+    assert "vlm" not in json.dumps(json.loads((home / "data" / "models.json").read_text()))
+
+
+@pytest.mark.model
+def test_the_json_block_runs_as_written(tmp_path: Path) -> None:
+    lines = readme_block("### JSON output")
+    assert len(lines) == 4
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"]}
+    (tmp_path / "person.schema.json").write_text(json.dumps(schema))
+    (tmp_path / "bio.txt").write_text("Ada Lovelace was born in 1815 and was 36 when she died.\n")
+    results = run_readme_lines([line.replace("askgpt", "askgpt -t 0", 1) for line in lines], cwd=tmp_path,
+                               home=tmp_path / "home")
+    for line, result in zip(lines, results, strict=True):
+        assert result.returncode == 0, (line, result.stderr)
+    assert isinstance(json.loads(results[0].stdout), dict)
+    person = json.loads(results[1].stdout)
+    assert set(person) == {"name", "age", "tags"} and isinstance(person["tags"], list)
+    jsonschema.validate(json.loads(results[2].stdout), schema)
+    assert (tmp_path / "add.py").read_text().strip()  # -x wrote the code block (or the answer) to the file
