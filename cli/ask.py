@@ -9,12 +9,13 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO, TextIO
 
 from askgpt.runtime.ask import Answer, GenerationConfig, StopReason
+from askgpt.runtime.assistant import Assistant
 from askgpt.runtime.conversation import exchange_of, fit_history, turns_of
 from askgpt.runtime.engine import Engine, EngineFactory
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
 from askgpt.runtime.inputs import Inputs, collect_inputs
-from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
+from askgpt.runtime.longdoc import LongContextConfig, Strategy
 from askgpt.runtime.models import ModelRef
 from askgpt.runtime.prompt import DEFAULT_SYSTEM as PROMPT_DEFAULT_SYSTEM
 from askgpt.runtime.prompt import Request, Turn
@@ -122,12 +123,14 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
         request, config = constrain(request, config, schema)
     long_context = LongContextConfig(strategy=_strategy(opts.strategy), read_tokens=opts.read_tokens)
     ref = model_ref(settings, opts.model, opts.endpoint)
+    # The Python API's object: the CLI is a thin layer over it (runtime.assistant).
+    assistant = Assistant(settings=settings, engine_factory=engine_factory, ref=ref, load=engine_config(
+        settings, ref, ctx=opts.ctx, threads=opts.threads, batch=opts.batch, gpu_layers=opts.gpu_layers,
+        kv_type=_kv_type(opts.kv_type or d.kv_type), native_log=messages.raw if opts.debug else None,
+        prefix_cache=opts.prefix_cache))
     started = time.perf_counter()
     with messages.status(f"Loading {ref.name}…"):
-        engine = engine_factory(ref, engine_config(
-            settings, ref, ctx=opts.ctx, threads=opts.threads, batch=opts.batch, gpu_layers=opts.gpu_layers,
-            kv_type=_kv_type(opts.kv_type or d.kv_type), native_log=messages.raw if opts.debug else None,
-            prefix_cache=opts.prefix_cache))
+        engine = assistant.engine
     load_seconds = time.perf_counter() - started
     info = engine.info
     if request.history:
@@ -141,7 +144,8 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
         if vision is not None:
             request = replace(request, images=vision.blocks(engine, ref))
         with messages.progress() as progress:
-            answer, report = LongContext(engine, long_context, progress=progress).answer(request, config)
+            response = assistant.respond(request, config, long_context, progress=progress)
+        answer, report = response.answer, response.report
         if report is not None and report.strategy is not Strategy.STUFF:
             messages.warn(report.line())
         # JSON and extracted code go out as they are, never rendered as Markdown.
@@ -179,7 +183,7 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
                 if events is not None:
                     messages.line(format_cache_events(events))
     finally:
-        engine.close()
+        assistant.close()
     stats = answer.stats
     if schema is not None and stats is not None and stats.stop_reason is not StopReason.INTERRUPTED:
         check_json(answer.emitted)
@@ -287,17 +291,12 @@ class _VisionStep:
         self._reports: list = []
 
     def blocks(self, engine: Engine, ref: ModelRef) -> tuple:
-        from askgpt.runtime.models import find_mmproj
-        from askgpt.vision.pipeline import ImagePipeline, target_model
+        from askgpt.runtime.assistant import image_blocks
 
-        paths = self._settings.paths
-        pipeline = ImagePipeline(self._config, paths.cache_dir, notify=self._messages.warn, data_dir=paths.data_dir)
-        mmproj = find_mmproj(ref, self._mmproj)
-        with self._messages.status("Loading the vision projector…" if mmproj else "Looking at the images…"):
-            target = target_model(engine, ref.path, mmproj, threads=self._config.threads)
         with self._messages.status("Looking at the images…"):
-            blocks, self._reports = pipeline.encode(self._images, target)
-        return tuple(blocks)
+            blocks, self._reports = image_blocks(engine, ref, self._settings, self._images, self._config,
+                                                 mmproj=self._mmproj, notify=self._messages.warn)
+        return blocks
 
     def attachments(self) -> tuple:
         from askgpt.runtime.history import Attachment

@@ -12,36 +12,42 @@
         chat.ask("My name is Ada.").text()
         chat.ask("What is my name?").text()     # the earlier turn is in the model's context
 
-It runs the same runtime objects as the CLI: the engine seam, prompt building and
-few-shot examples, the long-document strategies, the image pipeline, the
-chat session and structured output. Errors are the typed `AskgptError`s of
+`askgpt ask` is a thin layer over the same object: it builds an `Assistant` from
+its options, loads the model through it, encodes images with `image_blocks` and
+answers with `respond`, the method `ask` itself ends in; the chat commands share
+the `ChatSession` that `chat` wraps. Errors are the typed `AskgptError`s of
 runtime.errors. Nothing is printed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .ask import Answer, GenerationConfig, Stats
 from .chat_session import ChatSession
-from .engine import Engine, EngineFactory
+from .engine import Engine, EngineConfig, EngineFactory
 from .errors import UsageError
 from .inputs import read_document
-from .longdoc import LongContext, LongContextConfig, Strategy
+from .longdoc import LongContext, LongContextConfig, LongContextReport, Progress, Strategy
 from .models import ModelRef, find_mmproj
 from .prompt import Example, ImageBlock, Request, parse_example
 from .sampling import SamplingConfig
 from .settings import Settings, engine_config, load_settings, model_ref, system_prompt
 from .structured import check_json, constrain, load_schema
 
+if TYPE_CHECKING:
+    from askgpt.vision.images import LoadedImage
+    from askgpt.vision.pipeline import ImageReport, VisionConfig
+
 
 class Response:
     """One answer: iterate for the text as it is generated (once), or call `text()`."""
 
-    def __init__(self, answer: Answer, *, on_done: Any = None) -> None:
+    def __init__(self, answer: Answer, *, on_done: Any = None, report: LongContextReport | None = None) -> None:
         self._answer = answer
+        self.report = report  # what a long-document strategy did (None: the documents fitted)
         self._pieces: list[str] = []
         self._done = False
         self._on_done = on_done
@@ -73,6 +79,11 @@ class Response:
         """Token counts, timings and why generation stopped; None until it has ended."""
         return self._answer.stats
 
+    @property
+    def answer(self) -> Answer:
+        """The runtime's streamed answer underneath (for logging and rendering)."""
+        return self._answer
+
     def __str__(self) -> str:
         return self.text()
 
@@ -85,24 +96,32 @@ class Assistant:
     use ``with``) to free its memory."""
 
     def __init__(self, model: str | None = None, *, endpoint: str | None = None, ctx: int | None = None,
-                 settings: Settings | None = None, engine_factory: EngineFactory | None = None) -> None:
+                 settings: Settings | None = None, engine_factory: EngineFactory | None = None,
+                 ref: ModelRef | None = None, load: EngineConfig | None = None) -> None:
+        """``model``/``endpoint`` name the model as -m/--endpoint do; ``ref`` and ``load``
+        (the CLI's) give it already resolved, with every load setting."""
         import os
 
         self._settings = settings or load_settings(os.environ)
-        self._ref: ModelRef = model_ref(self._settings, model, endpoint)
-        self._ctx = ctx
+        self._ref: ModelRef = ref or model_ref(self._settings, model, endpoint)
+        self._load = load or engine_config(self._settings, self._ref, ctx=ctx)
         self._factory = engine_factory
         self._engine: Engine | None = None
 
     @property
+    def ref(self) -> ModelRef:
+        return self._ref
+
+    @property
     def engine(self) -> Engine:
+        """The loaded model (loaded now, on first use)."""
         if self._engine is None:
             factory = self._factory
             if factory is None:
                 from .engine import load_engine
 
                 factory = load_engine
-            self._engine = factory(self._ref, engine_config(self._settings, self._ref, ctx=self._ctx))
+            self._engine = factory(self._ref, self._load)
         return self._engine
 
     def ask(self, prompt: str, *, images: Sequence[str] = (), files: Sequence[str] = (),
@@ -116,13 +135,29 @@ class Assistant:
                           system=self._system(system), examples=_examples(examples))
         request, config = self._structured(request, self._config(max_tokens, temperature), schema)
         if images:
-            request = replace(request, images=self._images(images))
+            from askgpt.vision.pipeline import load_images
+
+            blocks, _reports = self.image_blocks(load_images(images, None))
+            request = replace(request, images=blocks)
         try:
             chosen = Strategy(strategy)
         except ValueError:
             raise UsageError(f"strategy must be one of {', '.join(s.value for s in Strategy)}") from None
-        answer, _report = LongContext(self.engine, LongContextConfig(strategy=chosen)).answer(request, config)
-        return Response(answer)
+        return self.respond(request, config, LongContextConfig(strategy=chosen))
+
+    def respond(self, request: Request, config: GenerationConfig, long_context: LongContextConfig | None = None,
+                *, progress: Progress | None = None) -> Response:
+        """Answer a built `Request` (documents longer than the model reads well go through
+        the long-document strategies); what `ask` and `askgpt ask` both end in."""
+        context = LongContext(self.engine, long_context or LongContextConfig(), progress=progress)
+        answer, report = context.answer(request, config)
+        return Response(answer, report=report)
+
+    def image_blocks(self, images: Sequence[LoadedImage], vision: VisionConfig | None = None, *,
+                     mmproj: str | None = None, notify: Callable[[str], None] | None = None,
+                     ) -> tuple[tuple[ImageBlock, ...], list[ImageReport]]:
+        """Images as this model gets them (`image_blocks`)."""
+        return image_blocks(self.engine, self._ref, self._settings, images, vision, mmproj=mmproj, notify=notify)
 
     def chat(self, *, system: str | None = None, examples: Sequence[str | tuple[str, str]] = (),
              max_tokens: int | None = None, temperature: float | None = None) -> Chat:
@@ -159,14 +194,18 @@ class Assistant:
 
         return constrain(request, config, load_schema(schema if isinstance(schema, str) else json.dumps(schema)))
 
-    def _images(self, paths: Sequence[str]) -> tuple[ImageBlock, ...]:
-        from askgpt.vision.pipeline import ImagePipeline, VisionConfig, load_images, target_model
+def image_blocks(engine: Engine, ref: ModelRef, settings: Settings, images: Sequence[LoadedImage],
+                 vision: VisionConfig | None = None, *, mmproj: str | None = None,
+                 notify: Callable[[str], None] | None = None) -> tuple[tuple[ImageBlock, ...], list[ImageReport]]:
+    """Images as ``engine``'s model gets them: through its own vision projector (``mmproj``,
+    else the one registered with it or beside it), else the chosen image encoder."""
+    from askgpt.vision.pipeline import ImagePipeline, VisionConfig, target_model
 
-        config = VisionConfig(encoder=self._settings.defaults.encoder)
-        target = target_model(self.engine, self._ref.path, find_mmproj(self._ref, None), threads=config.threads)
-        pipeline = ImagePipeline(config, self._settings.paths.cache_dir, data_dir=self._settings.paths.data_dir)
-        blocks, _reports = pipeline.encode(load_images(paths, None), target)
-        return tuple(blocks)
+    config = vision or VisionConfig(encoder=settings.defaults.encoder)
+    target = target_model(engine, ref.path, find_mmproj(ref, mmproj), threads=config.threads)
+    pipeline = ImagePipeline(config, settings.paths.cache_dir, notify=notify, data_dir=settings.paths.data_dir)
+    blocks, reports = pipeline.encode(images, target)
+    return tuple(blocks), reports
 
 
 class Chat:

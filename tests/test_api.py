@@ -60,3 +60,24 @@ def test_chat_keeps_turns_and_errors_are_typed() -> None:
     a.close()
     with pytest.raises(ModelNotFoundError):
         Assistant(model="/no/such/model.gguf")
+
+
+def test_the_cli_answers_through_the_assistant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`askgpt ask` is a thin layer over the API's object: it answers with Assistant.respond."""
+    from typer.testing import CliRunner
+
+    from askgpt.cli.app import create_app
+    from askgpt.runtime.assistant import Assistant as Api
+
+    calls: list[str] = []
+    real = Api.respond
+
+    def spy(self: Api, request, config, long_context=None, *, progress=None):  # type: ignore[no-untyped-def]
+        calls.append(request.instruction)
+        return real(self, request, config, long_context, progress=progress)
+
+    monkeypatch.setattr(Api, "respond", spy)
+    factory = ScriptedFactory(ScriptedEngine(answer="Paris"))
+    result = CliRunner().invoke(create_app(factory), ["What is the capital of France?"], catch_exceptions=False)
+    assert result.exit_code == 0 and "Paris" in result.stdout
+    assert calls == ["What is the capital of France?"] and factory.engine.closed
