@@ -163,6 +163,20 @@ def complete_templates(incomplete: str) -> list[str]:
     return [n for n in names if n.startswith(incomplete)]
 
 
+# The CLIP weights' source, shared by `vision setup` (= `convert clip`) and `convert mmproj`.
+ClipModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="An open_clip model name, e.g. ViT-B-32.")]
+PretrainedOpt = Annotated[str | None, typer.Option(
+    "--pretrained", metavar="TAG", help="open_clip's pretrained weights, e.g. laion2b_s34b_b79k "
+                                        "(downloads once; needs a connection).", show_default=False)]
+CheckpointOpt = Annotated[str | None, typer.Option(
+    "--checkpoint", metavar="FILE", help="Weights from a local file (offline).", show_default=False)]
+RandomOpt = Annotated[bool, typer.Option(
+    "--random", help="Random weights: exercises the whole pipeline; answers are meaningless.")]
+ModelConfigOpt = Annotated[str | None, typer.Option(
+    "--model-config", metavar="FILE", help="An open_clip model config JSON (custom sizes); its file "
+                                           "name is the model's name.", show_default=False)]
+
+
 def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     """Build the CLI. Tests pass a scripted ``engine_factory``; the default loads llama.cpp lazily."""
     app = typer.Typer(
@@ -497,18 +511,11 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     app.add_typer(vision_app, name="vision")
 
     def vision_setup(
-        model: Annotated[str, typer.Argument(metavar="MODEL",
-                                             help="An open_clip model name, e.g. ViT-B-32.")],
-        pretrained: Annotated[str | None, typer.Option(
-            "--pretrained", metavar="TAG", help="open_clip's pretrained weights, e.g. laion2b_s34b_b79k "
-                                                "(downloads once; needs a connection).", show_default=False)] = None,
-        checkpoint: Annotated[str | None, typer.Option(
-            "--checkpoint", metavar="FILE", help="Weights from a local file (offline).", show_default=False)] = None,
-        random: Annotated[bool, typer.Option(
-            "--random", help="Random weights: exercises the whole pipeline; answers are meaningless.")] = False,
-        model_config: Annotated[str | None, typer.Option(
-            "--model-config", metavar="FILE", help="An open_clip model config JSON (custom sizes); its file "
-                                                   "name is the model's name.", show_default=False)] = None,
+        model: ClipModelArg,
+        pretrained: PretrainedOpt = None,
+        checkpoint: CheckpointOpt = None,
+        random: RandomOpt = False,
+        model_config: ModelConfigOpt = None,
         name: Annotated[str | None, typer.Option(
             "--as", metavar="NAME", help="The encoder's name for --encoder [default: the model name].",
             show_default=False)] = None,
@@ -532,6 +539,38 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
 
     vision_app.command("setup")(vision_setup)
     convert_app.command("clip")(vision_setup)
+
+    @convert_app.command("mmproj")
+    def convert_mmproj(
+        model: ClipModelArg,
+        output: Annotated[str, typer.Argument(metavar="OUTPUT.gguf", help="Where to write the mmproj file.")],
+        for_model: Annotated[str, typer.Option(
+            "--for", metavar="NAME|PATH", help="The language model the projector is fitted to.")],
+        pretrained: PretrainedOpt = None,
+        checkpoint: CheckpointOpt = None,
+        random: RandomOpt = False,
+        model_config: ModelConfigOpt = None,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and the libraries' own logs.")]
+        = False,
+    ) -> None:
+        """A CLIP image tower and askgpt's projector, fitted to --for's token embeddings, as an
+        mmproj GGUF that llama.cpp's own tools (and --mmproj) load."""
+        from pathlib import Path
+
+        from askgpt.convert.clip import ClipSetupConfig
+        from askgpt.runtime.settings import load_settings
+
+        from .convert import run_mmproj
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        debug = _debug_enabled(debug)
+        with error_boundary(messages, debug=debug):
+            source = ClipSetupConfig(model, pretrained=pretrained, random=random,
+                                     checkpoint=Path(checkpoint).expanduser() if checkpoint else None,
+                                     model_config=Path(model_config).expanduser() if model_config else None)
+            run_mmproj(source, for_model, output, settings=load_settings(os.environ),
+                       engine_factory=engine_factory or _default_engine_factory(), messages=messages, debug=debug)
 
     @vision_app.command("status")
     def vision_status(

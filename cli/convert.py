@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from askgpt.runtime.engine import EngineConfig, EngineFactory
+from askgpt.runtime.errors import UsageError
 from askgpt.runtime.models import ModelRef
+from askgpt.runtime.settings import Settings
 
 from .render import Messages, print_result
+
+if TYPE_CHECKING:
+    from askgpt.convert.clip import ClipSetupConfig
 
 
 def run_types() -> None:
@@ -72,3 +78,28 @@ def run_report(model: str, reference: str, *, text: str | None, ctx: int, as_jso
         for engine in engines:
             engine.close()
     print_result(report.to_json(), "\n".join(report.lines()), as_json=as_json)
+
+
+def run_mmproj(source: ClipSetupConfig, model: str, output: str, *, settings: Settings,
+               engine_factory: EngineFactory, messages: Messages, debug: bool) -> None:
+    """CLIP tower + askgpt's projector for MODEL -> an mmproj GGUF llama.cpp loads."""
+    from askgpt.convert.mmproj import export_mmproj
+    from askgpt.runtime.settings import model_ref
+
+    from .vision import quiet_libraries
+
+    ref = model_ref(settings, model)
+    if ref.endpoint is not None:
+        raise UsageError("the projector is fitted to a local model's token embeddings; name a GGUF file")
+    with messages.status(f"Loading {ref.name}…"):
+        engine = engine_factory(ref, EngineConfig(n_ctx=256))  # only its tokenizer is needed
+    try:
+        with quiet_libraries(debug), messages.progress() as progress:
+            report = export_mmproj(source, ref.path, lambda text: engine.tokenize(text, add_bos=False, special=False),
+                                   Path(output).expanduser(), progress=progress)
+    finally:
+        engine.close()
+    messages.line(f"wrote {report.path} ({report.model} -> {ref.name}: {report.n_patches - 1} patch rows and the "
+                  f"class token per image, width {report.projection_dim}) in {report.seconds:.1f}s")
+    messages.line(f"use it with: askgpt -m {ref.name} --mmproj {report.path} -i IMAGE \"...\", or llama.cpp's "
+                  f"llama-mtmd-cli -m {ref.path.name} --mmproj {report.path.name}")

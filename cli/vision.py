@@ -16,7 +16,7 @@ from .render import Messages
 
 
 @contextmanager
-def _quiet_libraries(debug: bool) -> Iterator[None]:
+def quiet_libraries(debug: bool) -> Iterator[None]:
     """torch's exporter, open_clip and onnxruntime's quantizer log and warn freely; stderr
     is for askgpt's own lines unless --debug asks for theirs."""
     if debug:
@@ -42,7 +42,7 @@ def run_setup(model: str, *, pretrained: str | None, checkpoint: str | None, ran
         model=model, pretrained=pretrained, checkpoint=Path(checkpoint).expanduser() if checkpoint else None,
         random=random, model_config=Path(model_config).expanduser() if model_config else None, name=name,
         int8=int8, threads=os.cpu_count() or 1)
-    with _quiet_libraries(debug), messages.progress() as progress:
+    with quiet_libraries(debug), messages.progress() as progress:
         report = setup_clip(config, paths.data_dir, progress=progress)
     meta = report.meta
     messages.line(f"set up {meta.name} ({meta.model}, {meta.source}) in {report.seconds:.1f}s -> {report.folder}")

@@ -31,6 +31,12 @@ TINY = {"embed_dim": 64,
 PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")
 
 
+def builtin_model_path() -> Path:
+    from askgpt.runtime.models import builtin_model
+
+    return builtin_model().path
+
+
 def sample(name: str) -> Path:
     import skimage
 
@@ -425,3 +431,51 @@ print(",".join(m for m in ("torch", "open_clip", "torchvision") if m in sys.modu
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"
+
+
+# --- askgpt's tower and projector as an mmproj GGUF for llama.cpp (convert mmproj) --------------------------
+
+@pytest.mark.model
+def test_exported_mmproj_runs_the_tower_and_projector_in_llama_cpp(tiny: Tiny, real_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import gguf
+    from scipy.special import erf
+
+    from askgpt.convert.mmproj import export_mmproj
+
+    report = export_mmproj(ClipSetupConfig("tiny-clip", checkpoint=tiny.checkpoint, model_config=tiny.config),
+                           builtin_model_path(), lambda t: real_engine.tokenize(t, add_bos=False, special=False),
+                           tmp_path / "mmproj-askgpt.gguf")
+    assert report.n_patches == 16 and report.projection_dim == real_engine.info.n_embd
+    vision = real_engine.open_vision(report.path, threads=2)
+    pixels = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)  # the tower's size: no resize
+    (rows,) = vision.segments(pixels)
+    # The reference: open_clip's own tower on askgpt's preprocessing, then the file's projector.
+    visual = tiny.model.visual
+    visual.output_tokens = True
+    with torch.no_grad():
+        _, tokens = visual(torch.from_numpy(preprocess(pixels, Preprocess((64, 64)))))
+    t = {x.name: np.array(x.data) for x in gguf.GGUFReader(str(report.path)).tensors}
+    hidden = tokens[0].numpy() @ t["mm.0.weight"].T + t["mm.0.bias"]
+    ref = (0.5 * hidden * (1 + erf(hidden / np.sqrt(2)))) @ t["mm.2.weight"].T + t["mm.2.bias"]
+    # llama.cpp's graph drops the first patch and ends with the class token (see convert/mmproj.py).
+    assert rows.shape == (16, 576)
+    assert np.abs(rows[:15] - ref[1:]).max() <= 1e-2 * np.abs(ref).max()
+    cosines = (rows[:15] * ref[1:]).sum(1) / (np.linalg.norm(rows[:15], axis=1) * np.linalg.norm(ref[1:], axis=1))
+    assert cosines.min() >= 0.999
+    # The projector is the linear map it stands for: mm.2(GELU(mm.0 x)) == x A + b on the tokens.
+    from askgpt.convert.mmproj import GELU_SHIFT
+
+    assert (hidden > GELU_SHIFT - 4).all() and (hidden < GELU_SHIFT + 4).all()
+
+
+@pytest.mark.model
+def test_convert_mmproj_then_ask_with_it(tiny: Tiny, tmp_path: Path) -> None:
+    out = tmp_path / "mmproj-tiny.gguf"
+    made = run_askgpt(["convert", "mmproj", "tiny-clip", str(out), "--for", "smollm2", "--checkpoint",
+                       str(tiny.checkpoint), "--model-config", str(tiny.config)], timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert out.is_file() and b"llama-mtmd-cli" in made.stderr
+    result = run_askgpt(["-t", "0", "-n", "12", "describe this", "-i", str(sample("chelsea.png")), "--mmproj",
+                         str(out), "--stats"])
+    assert result.returncode == 0, result.stderr
+    assert b"16 embedding rows" in result.stderr
