@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .chat import format_prompt
-from .engine import EmbeddingRows, Engine, PromptPart, TokenIds
+from .engine import Engine, PromptPart, TokenIds
 from .errors import ContextOverflowError, InferenceError, UsageError
 from .prompt import EMBEDDING_MARKER_PATTERN, Request
 from .sampling import LoopDetector, SamplingConfig
@@ -145,11 +145,7 @@ def prepare(engine: Engine, request: Request, config: GenerationConfig) -> Prepa
             if image is None or not image.has_rows or index in placed:
                 raise InferenceError("the prompt places an image's embedding rows wrongly")
             placed.add(index)
-            for segment in image.parts():
-                if isinstance(segment, tuple):  # a vision model's own image delimiters
-                    parts.append(TokenIds(segment))
-                else:
-                    parts.append(EmbeddingRows(segment))
+            parts.extend(image.parts())
         elif piece:
             parts.append(TokenIds(tuple(engine.tokenize(piece, add_bos=add_bos and i == 0, special=True))))
     missing = [i for i, im in enumerate(request.images) if im.has_rows and i not in placed]

@@ -84,6 +84,9 @@ class EmbeddingRows:
     e.g. an image projected into the model's embedding space."""
 
     rows: np.ndarray
+    # False: the rows attend to each other both ways (Gemma 3's images); llama.cpp then
+    # reads them in one batch with causal attention switched off.
+    causal: bool = True
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -101,6 +104,8 @@ def embedding_keys(part: EmbeddingRows) -> list[int]:
     import numpy as np
 
     digest = hashlib.blake2b(np.ascontiguousarray(part.rows, dtype=np.float32).tobytes(), digest_size=4)
+    if not part.causal:  # read the other way, the same rows leave another state in the cache
+        digest.update(b"two-way")
     base = int.from_bytes(digest.digest(), "little") % 2**30
     return [-2 - ((base + i) % 2**30) for i in range(len(part))]
 

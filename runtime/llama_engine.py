@@ -523,14 +523,29 @@ class LlamaEngine:
             raise InferenceError(
                 f"embedding rows have shape {rows.shape}, the model needs (n, {self._info.n_embd})"
             )
-        for start in range(lo, hi, llm.n_batch):
-            chunk = np.ascontiguousarray(rows[start:min(start + llm.n_batch, hi)])
-            n = len(chunk)
-            self._decode_batch(n, rows=chunk, all_logits=False, what="embedding rows")
-            # Keys from the rows' content: a later prompt matches this prefix only
-            # with the same image.
-            llm.input_ids[llm.n_tokens:llm.n_tokens + n] = keys[start:start + n]
-            llm.n_tokens += n
+        step = llm.n_batch
+        if not part.causal:
+            # Rows that attend both ways must be read in one micro-batch, all of them.
+            step = min(llm.n_batch, llm.context_params.n_ubatch)
+            if lo != 0 or hi - lo > step:
+                raise InferenceError(f"an image of {hi - lo} rows read both ways does not fit one batch of {step}",
+                                     hint="raise --batch")
+            self._lib.llama_set_causal_attn(llm.ctx, False)
+        try:
+            for start in range(lo, hi, step):
+                chunk = np.ascontiguousarray(rows[start:min(start + step, hi)])
+                self._place_rows(chunk, keys[start:start + len(chunk)])
+        finally:
+            if not part.causal:
+                self._lib.llama_set_causal_attn(llm.ctx, True)
+
+    def _place_rows(self, chunk: Any, keys: list[int]) -> None:
+        llm = self._llm
+        n = len(chunk)
+        self._decode_batch(n, rows=chunk, all_logits=False, what="embedding rows")
+        # Keys from the rows' content: a later prompt matches this prefix only with the same image.
+        llm.input_ids[llm.n_tokens:llm.n_tokens + n] = keys
+        llm.n_tokens += n
 
     def open_vision(self, mmproj: Path, *, threads: int) -> MmprojVision:
         """This model's own vision projector (mmproj), loaded once through llama.cpp's mtmd."""
@@ -593,8 +608,8 @@ class MmprojVision:
                                  hint="use a LLaVA-, SmolVLM- or Gemma-3-style vision model")
         self.marker = mtmd.mtmd_default_marker()
 
-    def segments(self, pixels: Any) -> tuple[tuple[int, ...] | Any, ...]:
-        """``pixels``: (H, W, 3) uint8 RGB. Token ids (tuples) and rows ((n, n_embd) float32)."""
+    def segments(self, pixels: Any) -> tuple[PromptPart, ...]:
+        """``pixels``: (H, W, 3) uint8 RGB. The image's delimiter tokens and embedding rows."""
         import numpy as np
 
         mtmd = self._mtmd
@@ -608,14 +623,14 @@ class MmprojVision:
             bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
             if mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(text), bitmaps, 1) != 0:
                 raise InferenceError(f"llama.cpp's mtmd could not prepare a {width}x{height} image")
-            out: list[tuple[int, ...] | Any] = []
+            out: list[PromptPart] = []
             for i in range(mtmd.mtmd_input_chunks_size(chunks)):
                 chunk = mtmd.mtmd_input_chunks_get(chunks, i)
                 kind = mtmd.mtmd_input_chunk_get_type(chunk)
                 if kind == 0:  # text: the model's image delimiters
                     n = ctypes.c_size_t(0)
                     ids = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                    out.append(tuple(int(ids[k]) for k in range(n.value)))
+                    out.append(TokenIds(tuple(int(ids[k]) for k in range(n.value))))
                     continue
                 n_rows = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
                 with _sigint_as_flag() as asked:
@@ -625,8 +640,8 @@ class MmprojVision:
                 if failed:
                     raise InferenceError("llama.cpp's vision encoder failed on an image")
                 embd = mtmd.mtmd_get_output_embd(self._ctx)
-                out.append(np.ctypeslib.as_array(embd, shape=(n_rows * self._n_embd,))
-                           .reshape(n_rows, self._n_embd).copy())
+                rows = np.ctypeslib.as_array(embd, shape=(n_rows * self._n_embd,)).reshape(n_rows, self._n_embd)
+                out.append(EmbeddingRows(rows.copy(), causal=not mtmd.mtmd_decode_use_non_causal(self._ctx, chunk)))
             return tuple(out)
         finally:
             mtmd.mtmd_input_chunks_free(chunks)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .engine import EmbeddingRows, PromptPart
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -49,9 +50,10 @@ class ImageBlock:
     source: str
     text: str
     rows: np.ndarray | None = None
-    # A vision model's own encoding (mmproj): token ids (its image delimiters) and embedding
-    # rows, in the order llama.cpp's mtmd lays them out; placed instead of ``rows``.
-    segments: tuple[tuple[int, ...] | np.ndarray, ...] = ()
+    # A vision model's own encoding (mmproj): its image delimiters' token ids and its
+    # embedding rows, as prompt parts in the order llama.cpp's mtmd lays them out; placed
+    # instead of ``rows``.
+    segments: tuple[PromptPart, ...] = ()
     # The image itself as a data: URL, for a served model that takes images (runtime.remote_engine).
     data_url: str | None = None
 
@@ -59,11 +61,11 @@ class ImageBlock:
     def has_rows(self) -> bool:
         return self.rows is not None or bool(self.segments)
 
-    def parts(self) -> tuple[tuple[int, ...] | np.ndarray, ...]:
+    def parts(self) -> tuple[PromptPart, ...]:
         """What stands at the image's marker: its segments, or its rows alone."""
         if self.segments:
             return self.segments
-        return () if self.rows is None else (self.rows,)
+        return () if self.rows is None else (EmbeddingRows(self.rows),)
 
 
 def embedding_marker(index: int) -> str:

@@ -376,8 +376,8 @@ def test_mmproj_rows_follow_the_image(real_engine, tmp_path: Path) -> None:  # t
         prompt = prepare(real_engine, Request("What is in this picture?", images=tuple(blocks)),
                          GenerationConfig(32))
         dists.append(np.exp(real_engine.next_token_logprobs(prompt.parts)))
-    assert all(len(s) == 1 and s[0].shape == (16, 576) for s in segments)
-    assert np.abs(segments[0][0] - segments[1][0]).max() > 1e-3
+    assert all(len(s) == 1 and s[0].rows.shape == (16, 576) and s[0].causal for s in segments)
+    assert np.abs(segments[0][0].rows - segments[1][0].rows).max() > 1e-3
     assert np.abs(dists[0] - dists[1]).sum() > 1e-2
 
 
@@ -448,7 +448,8 @@ def test_exported_mmproj_runs_the_tower_and_projector_in_llama_cpp(tiny: Tiny, r
     assert report.n_patches == 16 and report.projection_dim == real_engine.info.n_embd
     vision = real_engine.open_vision(report.path, threads=2)
     pixels = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)  # the tower's size: no resize
-    (rows,) = vision.segments(pixels)
+    (part,) = vision.segments(pixels)
+    rows = part.rows
     # The reference: open_clip's own tower on askgpt's preprocessing, then the file's projector.
     visual = tiny.model.visual
     visual.output_tokens = True
@@ -479,3 +480,34 @@ def test_convert_mmproj_then_ask_with_it(tiny: Tiny, tmp_path: Path) -> None:
                          str(out), "--stats"])
     assert result.returncode == 0, result.stderr
     assert b"16 embedding rows" in result.stderr
+
+
+@pytest.mark.model
+def test_a_gemma3_style_projector_gets_its_delimiters_and_two_way_attention(real_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from askgpt.runtime.ask import GenerationConfig, prepare
+    from askgpt.runtime.engine import EmbeddingRows, TokenIds
+    from askgpt.runtime.prompt import Request
+    from askgpt.vision.pipeline import ImagePipeline, OcrMode, VisionConfig, target_model
+
+    mmproj = write_mmproj(tmp_path / "mmproj-g3.gguf", 576, projector="gemma3")
+    target = target_model(real_engine, builtin_model_path(), mmproj, threads=2)
+    blocks, reports = ImagePipeline(VisionConfig(ocr=OcrMode.OFF), tmp_path).encode(
+        [load_image(str(sample("coffee.png")))], target)
+    opening, rows, closing = blocks[0].segments
+    assert isinstance(opening, TokenIds) and isinstance(closing, TokenIds)
+    detok = b"".join(real_engine.token_bytes(t) for t in opening.ids + closing.ids)
+    assert detok == b"<start_of_image><end_of_image>"  # mtmd's own delimiters for this projector
+    assert isinstance(rows, EmbeddingRows) and rows.rows.shape == (4, 576) and not rows.causal
+    assert reports[0].rows == 4
+
+    def next_token(block):  # type: ignore[no-untyped-def]
+        prompt = prepare(real_engine, Request("What is in this picture?", images=(block,)), GenerationConfig(16))
+        return np.exp(real_engine.next_token_logprobs(prompt.parts))
+
+    two_way = next_token(blocks[0])
+    one_way = next_token(replace(blocks[0], segments=(opening, replace(rows, causal=True), closing)))
+    assert np.abs(two_way - one_way).sum() > 1e-4  # the attention switch reached llama.cpp
+    result = run_askgpt(["-t", "0", "-n", "8", "describe", "-i", str(sample("coffee.png")), "--mmproj", str(mmproj)])
+    assert result.returncode == 0, result.stderr

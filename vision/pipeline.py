@@ -20,8 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from askgpt.runtime.engine import EmbeddingRows, PromptPart
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.prompt import ImageBlock
 
@@ -69,7 +68,7 @@ class TargetModel:
     tokenize: Callable[[str], list[int]]
     # The model's own vision encoder (mmproj): an image to its prompt segments (token ids
     # and embedding rows, in order); None when the model has none.
-    native: Callable[[LoadedImage], tuple[tuple[int, ...] | np.ndarray, ...]] | None = None
+    native: Callable[[LoadedImage], tuple[PromptPart, ...]] | None = None
     # A served model that may take the image itself (as a data: URL, beside its text block).
     data_urls: bool = False
 
@@ -229,7 +228,7 @@ class ImagePipeline:
         return blocks, reports
 
     def _encode_native(self, images: Sequence[LoadedImage],
-                       native: Callable[[LoadedImage], tuple[tuple[int, ...] | np.ndarray, ...]]) -> tuple[
+                       native: Callable[[LoadedImage], tuple[PromptPart, ...]]) -> tuple[
             list[ImageBlock], list[ImageReport]]:
         blocks, reports = [], []
         for image in images:
@@ -243,7 +242,7 @@ class ImagePipeline:
             blocks.append(ImageBlock(Path(image.source).name or image.source, "\n".join(lines),
                                      segments=segments))
             reports.append(ImageReport(image.source, seconds, text.seconds if text else 0.0,
-                                       sum(len(s) for s in segments if not isinstance(s, tuple))))
+                                       sum(len(s) for s in segments if isinstance(s, EmbeddingRows))))
         return blocks, reports
 
 
