@@ -150,12 +150,14 @@ class _Http:
                            hint="raise endpoint_timeout in the config, or check the server")
 
     def get(self, path: str, *, root: bool = False) -> Any:
-        with self._request((self._root if root else self.base) + path, None) as resp:
-            return json.loads(resp.read() or b"null")
+        url = (self._root if root else self.base) + path
+        with self._request(url, None) as resp:
+            return _json(resp.read(), url)
 
     def post(self, path: str, body: dict[str, Any], *, root: bool = False) -> Any:
-        with self._request((self._root if root else self.base) + path, body) as resp:
-            return json.loads(resp.read() or b"null")
+        url = (self._root if root else self.base) + path
+        with self._request(url, body) as resp:
+            return _json(resp.read(), url)
 
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Server-sent events of a streamed completion, as parsed JSON objects."""
@@ -169,8 +171,10 @@ class _Http:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     return
-                event = json.loads(data)
-                if isinstance(event, dict) and event.get("error"):
+                event = _json(data.encode(), self.base + path)
+                if not isinstance(event, dict):
+                    raise _refused(f"{shown(self.base + path)} sent an event that is not a JSON object")
+                if event.get("error"):
                     raise _refused(f"the served model failed: {_message(event['error'])}")
                 finished = finished or any(c.get("finish_reason") for c in event.get("choices") or [])
                 yield event
@@ -180,6 +184,14 @@ class _Http:
             raise self._timed_out(self.base + path) from exc
         finally:
             resp.close()  # also how a stopped answer stops the server's generation
+
+
+def _json(data: bytes, url: str) -> Any:
+    try:
+        return json.loads(data or b"null")
+    except ValueError:
+        raise _refused(f"{shown(url)} answered with something that is not JSON",
+                       hint="is --endpoint an OpenAI-compatible server?") from None
 
 
 def _message(error: Any) -> str:
@@ -237,20 +249,19 @@ class RemoteEngine:
         if not model:
             raise RemoteError(f"{self.endpoint} lists no model", hint="name one with --remote-model")
         entry = next((m for m in models if m["id"] == model), {})
-        n_ctx = int(entry.get("max_model_len") or 0)  # vLLM
-        kind = "vllm" if n_ctx else "openai"
+        if entry.get("max_model_len"):
+            return "vllm", model, int(entry["max_model_len"])
         try:
             props = self._http.get("/props", root=True)  # llama.cpp's llama-server
             settings = props.get("default_generation_settings", {}) if isinstance(props, dict) else {}
-            n_ctx = int(props.get("n_ctx") or settings.get("n_ctx") or n_ctx)
-            kind = "llama.cpp"
+            return "llama.cpp", model, int(props.get("n_ctx") or settings.get("n_ctx") or 0)
         except RemoteError:
-            try:  # llama-cpp-python's server
-                self._http.post("/extras/tokenize/count", {"input": "probe"}, root=True)
-                kind = "llama-cpp-python"
-            except RemoteError:
-                pass
-        return kind, model, n_ctx
+            pass
+        try:  # llama-cpp-python's server
+            self._http.post("/extras/tokenize/count", {"input": "probe"}, root=True)
+            return "llama-cpp-python", model, 0
+        except RemoteError:
+            return "openai", model, 0  # ollama, OpenAI itself, ...
 
     def count_tokens(self, text: str) -> int:
         n_images = len(_MEDIA.findall(text))

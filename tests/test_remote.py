@@ -305,3 +305,87 @@ def test_the_readme_s_served_model_lines_run_as_written(server: str, tmp_path: P
         assert result.returncode == 0 and result.stdout.strip(), (line, result.stderr)
     assert "Paris" in results[0].stdout
     assert isinstance(json.loads(results[3].stdout)["city"], str)
+
+
+class _FakeServer:
+    """A stand-in for llama.cpp's llama-server or vLLM: their model listing, context size and
+    tokenize endpoint, and a streamed chat completion that records what it was sent."""
+
+    def __init__(self, kind: str, n_ctx: int) -> None:
+        fake = self
+        self.bodies: list[dict[str, Any]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _json(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/v1/models":
+                    entry = {"id": "served-7b", "object": "model"}
+                    if kind == "vllm":
+                        entry["max_model_len"] = n_ctx
+                    self._json(200, {"object": "list", "data": [entry]})
+                elif self.path == "/props" and kind == "llama.cpp":
+                    self._json(200, {"default_generation_settings": {"n_ctx": n_ctx}})
+                else:
+                    self._json(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/tokenize":
+                    words = (body.get("content") or body.get("prompt") or "").split()
+                    self._json(200, {"tokens": list(range(len(words))), "count": len(words)})
+                    return
+                if self.path != "/v1/chat/completions":
+                    self._json(404, {"error": {"message": "not found"}})
+                    return
+                fake.bodies.append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for piece in ('{"city"', ': "Paris"}') if "response_format" in body else ("Hello", " there"):
+                    event = {"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                done = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+                self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["llama.cpp", "vllm"])
+def test_other_servers_context_size_tokenizer_and_schema_form(kind: str) -> None:
+    fake = _FakeServer(kind, n_ctx=300)
+    try:
+        answer = run_askgpt(["--endpoint", fake.url, "-t", "0", "-n", "50", "Say hello", "--stats"])
+        schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+        structured = run_askgpt(["--endpoint", fake.url, "-n", "50", "--schema", json.dumps(schema), "capital?"])
+        # The server's 300-token context is the budget (askgpt's default would be 4096).
+        long = run_askgpt(["--endpoint", fake.url, "-n", "50", "word " * 400 + "?"])
+    finally:
+        fake.close()
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.decode().strip() == "Hello there"
+    assert fake.bodies[0]["model"] == "served-7b" and fake.bodies[0]["stream"] is True
+    roles = [m["role"] for m in fake.bodies[0]["messages"]]
+    assert roles == ["system", "user"] and fake.bodies[0]["messages"][1]["content"] == "Say hello"
+    assert structured.returncode == 0, structured.stderr
+    assert json.loads(structured.stdout) == {"city": "Paris"}
+    assert fake.bodies[1]["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": json.loads(json.dumps(fake.bodies[1]["response_format"]["json_schema"]["schema"])),
+        "strict": True}}
+    assert fake.bodies[1]["response_format"]["json_schema"]["schema"]["properties"]["city"] == {"type": "string"}
+    assert long.returncode == 1 and b"context 300 tokens" in long.stderr
+    assert len(fake.bodies) == 2  # the over-long prompt was refused before it was sent
