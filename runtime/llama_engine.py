@@ -586,8 +586,7 @@ class MmprojVision:
         self._n_embd = info.n_embd
         _native_log.errors.clear()
         _native_log.install_mtmd(mtmd)
-        params = mtmd.mtmd_context_params_default()
-        params.use_gpu = False
+        params = mtmd.mtmd_context_params_default()  # use_gpu by default: a GPU build runs the encoder there
         params.print_timings = False
         params.n_threads = threads
         with _sigint_as_flag():
