@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from askgpt.runtime.errors import UsageError
-from askgpt.runtime.files import sha256_file
+from askgpt.runtime.files import atomic_write_bytes, sha256_file
 from askgpt.vision.clip import (
     ANY_CLIP,
     AUTO,
@@ -295,7 +295,7 @@ def _build(torch: Any, open_clip: Any, model: Any, model_name: str, name: str, s
         logit_scale=float(min(100.0, model.logit_scale.exp().item())), files=files, parity=parity,
         use_int8=use_int8, concepts_sha256=concepts_sha,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    (work / META_FILE).write_text(meta.to_json(), encoding="utf-8")
+    atomic_write_bytes(work / META_FILE, meta.to_json().encode("utf-8"))
     return meta
 
 
