@@ -22,15 +22,15 @@ def quiet_libraries(debug: bool) -> Iterator[None]:
     if debug:
         yield
         return
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    # open_clip logs through the root logger, huggingface_hub through its own handler:
+    # switch logging off for the duration rather than chase each logger.
+    logging.disable(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        root.setLevel(level)
+        logging.disable(logging.NOTSET)
 
 
 def run_setup(model: str, *, pretrained: str | None, checkpoint: str | None, random: bool,

@@ -96,14 +96,13 @@ def _create(open_clip: Any, config: ClipSetupConfig) -> tuple[str, Any]:
             raise UsageError(f"model config not found: {config.model_config}")
         open_clip.add_model_config(str(config.model_config))
         model_name = config.model_config.stem
+    if model_name not in open_clip.list_models():
+        known = ", ".join([m for m in open_clip.list_models() if m.startswith("ViT-")][:8])
+        raise UsageError(f"open_clip has no model {model_name!r}", hint=f"e.g. {known}, ...")
     weights = str(config.checkpoint) if config.checkpoint else config.pretrained
     try:
         model = open_clip.create_model(model_name, pretrained=weights, pretrained_text=False,
                                        require_pretrained=not config.random)
-    except RuntimeError as exc:
-        known = ", ".join(open_clip.list_models()[:8])
-        raise UsageError(f"open_clip cannot make {model_name}: {str(exc).splitlines()[0][:200]}",
-                         hint=f"a model name open_clip knows (e.g. {known}, ...)") from exc
     except Exception as exc:  # downloads (offline), unreadable checkpoints, unknown tags
         raise ConvertError(f"cannot load the weights of {model_name}: {str(exc).splitlines()[0][:200]}",
                            hint="--pretrained downloads once and needs a connection; "

@@ -511,3 +511,16 @@ def test_a_gemma3_style_projector_gets_its_delimiters_and_two_way_attention(real
     assert np.abs(two_way - one_way).sum() > 1e-4  # the attention switch reached llama.cpp
     result = run_askgpt(["-t", "0", "-n", "8", "describe", "-i", str(sample("coffee.png")), "--mmproj", str(mmproj)])
     assert result.returncode == 0, result.stderr
+
+
+def test_setup_errors_name_the_way_out() -> None:
+    unknown = run_askgpt(["vision", "setup", "ViT-Nope", "--random"])
+    assert unknown.returncode == 2 and b"open_clip has no model 'ViT-Nope'" in unknown.stderr
+    # Pretrained weights need the hub once; offline that is one line pointing at --checkpoint,
+    # with none of open_clip's or huggingface_hub's own log lines.
+    offline = run_askgpt(["vision", "setup", "ViT-B-32", "--pretrained", "laion2b_s34b_b79k"],
+                         env={"HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert offline.returncode == 1
+    err = offline.stderr.decode()
+    assert "cannot load the weights of ViT-B-32" in err and "--checkpoint FILE works offline" in err
+    assert len(err.strip().splitlines()) == 1
