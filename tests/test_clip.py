@@ -412,7 +412,7 @@ def test_mmproj_is_found_beside_a_model_and_registered_with_it(tmp_path: Path) -
     assert find_mmproj(ModelRef("vlm", model, mmproj=registered), str(model)) == model.resolve()
 
 
-def test_answering_with_a_clip_encoder_never_imports_torch(tiny: Tiny, isolated_home: Path) -> None:
+def test_answering_with_a_clip_encoder_never_imports_torch(tiny: Tiny, isolated_home: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -428,7 +428,8 @@ assert pipeline.encoder().name == "clip:tiny-clip"
 blocks, _ = pipeline.encode([load_image({str(sample("coffee.png"))!r})], None)
 print(",".join(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules) or "none")
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # Run outside the checkout: there the source folders, not the installed package, would import.
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"
 
