@@ -224,7 +224,6 @@ class RemoteEngine:
             name=self._model, path=Path(shown(self._http.base)), n_ctx=n_ctx or config.n_ctx,
             n_ctx_train=n_ctx, n_embd=0, chat_template=MESSAGES_TEMPLATE, bos_token="", eos_token="",
             add_bos=False)
-        self.context_reported = bool(n_ctx)
         self.accepts_image_urls = True  # tried with every image; see generate
         self.image_urls_refused = False
 
@@ -237,7 +236,8 @@ class RemoteEngine:
         return shown(self._http.base)
 
     def _probe(self, config: RemoteConfig) -> tuple[str, str, int]:
-        """(server kind, model id, context size or 0). One request to /v1/models, one to /props."""
+        """(server kind, model id, context size or 0): /v1/models, then each flavour's own
+        endpoint until one answers (vLLM's max_model_len needs none)."""
         listing = self._http.get("/models")
         data = listing.get("data") if isinstance(listing, dict) else None
         models = [m for m in data or [] if isinstance(m, dict) and m.get("id")]
@@ -270,14 +270,17 @@ class RemoteEngine:
         return n_images * IMAGE_TOKENS + (self._count(text) if text else 0)
 
     def _count(self, text: str) -> int:
-        if self._kind == "llama-cpp-python":
-            return int(self._http.post("/extras/tokenize/count", {"input": text, "model": self._model},
-                                       root=True)["count"])
-        if self._kind == "llama.cpp":
-            return len(self._http.post("/tokenize", {"content": text, "add_special": False}, root=True)["tokens"])
-        if self._kind == "vllm":
-            return int(self._http.post("/tokenize", {"model": self._model, "prompt": text,
-                                                     "add_special_tokens": False}, root=True)["count"])
+        try:
+            if self._kind == "llama-cpp-python":
+                return int(self._http.post("/extras/tokenize/count", {"input": text, "model": self._model},
+                                           root=True)["count"])
+            if self._kind == "llama.cpp":
+                return len(self._http.post("/tokenize", {"content": text, "add_special": False}, root=True)["tokens"])
+            if self._kind == "vllm":
+                return int(self._http.post("/tokenize", {"model": self._model, "prompt": text,
+                                                         "add_special_tokens": False}, root=True)["count"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _refused(f"{self.endpoint}'s tokenizer answered in an unexpected form ({exc!r})") from exc
         return max(1, -(-len(text.encode()) // BYTES_PER_TOKEN))
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:

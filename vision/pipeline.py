@@ -236,10 +236,7 @@ class ImagePipeline:
             segments = native(image)
             seconds = time.perf_counter() - started
             text = self.ocr().encode(image) if self.ocr_enabled() else None
-            lines = [f"A {image.width}x{image.height} {image.format} image."]
-            if text is not None and text.text_lines:
-                lines += ["Text in it:", *text.text_lines]
-            blocks.append(ImageBlock(Path(image.source).name or image.source, "\n".join(lines),
+            blocks.append(ImageBlock(Path(image.source).name or image.source, describe(image, None, text),
                                      segments=segments))
             reports.append(ImageReport(image.source, seconds, text.seconds if text else 0.0,
                                        sum(len(s) for s in segments if isinstance(s, EmbeddingRows))))
