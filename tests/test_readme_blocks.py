@@ -26,9 +26,13 @@ def test_the_models_block_runs_as_written(tmp_path: Path) -> None:
     shutil.copy(builtin_model().path, model)
     mmproj = write_mmproj(downloads / "mmproj-vlm.gguf", 576)
     home = tmp_path / "home"
-    results = run_readme_lines(lines, cwd=tmp_path, home=home,
-                               replace={"~/Downloads/vlm-q4.gguf": str(model),
-                                        "~/Downloads/mmproj-vlm.gguf": str(mmproj)})
+    paths = {"~/Downloads/vlm-q4.gguf": str(model), "~/Downloads/mmproj-vlm.gguf": str(mmproj)}
+    results = run_readme_lines(lines[:3], cwd=tmp_path, home=home, replace=paths)
+    # Between `add` and the rest: the list shows the registered projector as vision.
+    (listed,) = run_readme_lines(["askgpt models list --json"], cwd=tmp_path, home=home)
+    vlm = next(m for m in json.loads(listed.stdout)["models"] if m["name"] == "vlm")
+    assert vlm["vision"] == f"mmproj registered: {mmproj}"
+    results += run_readme_lines(lines[3:], cwd=tmp_path, home=home, replace=paths)
     for line, result in zip(lines, results, strict=True):
         assert result.returncode == 0, (line, result.stderr)
     assert "smollm2" in results[0].stdout and "llama" in results[1].stdout
