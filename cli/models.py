@@ -21,13 +21,14 @@ def run_list(messages: Messages, *, as_json: bool) -> None:
     registry = Registry(settings.paths.data_dir)
     refs = [(ref, "askgpt") for ref in list_models(settings.paths.models_dir)]
     refs += [(ModelRef(f.name, f.path, mmproj=f.mmproj), "added") for f in registry.entries() if f.endpoint is None]
-    refs += [(ModelRef(f.name, f.path), f.source) for f in discover(environ())]
+    refs += [(ModelRef(f.name, f.path, mmproj=f.mmproj), f.source) for f in discover(environ())]
     default = settings.defaults.model
     for ref, source in refs:
         try:
             facts: ModelFacts | None = model_facts(ref.path)
-            if facts is not None and ref.mmproj is not None:  # registered with `models add --mmproj`
-                facts = replace(facts, vision=f"mmproj registered: {ref.mmproj}")
+            if facts is not None and ref.mmproj is not None:  # `models add --mmproj`, or ollama's layer
+                how = "registered" if source == "added" else f"in {source}'s manifest"
+                facts = replace(facts, vision=f"mmproj {how}: {ref.mmproj}")
         except AskgptError as exc:  # one bad file does not hide the others
             facts = None
             messages.warn(f"{ref.name}: {exc.message}")

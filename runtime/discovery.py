@@ -75,20 +75,27 @@ def _ollama(root: Path) -> Iterator[Found]:
             layers = data["layers"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        model = next((layer for layer in layers if isinstance(layer, dict)
-                      and layer.get("mediaType") == "application/vnd.ollama.image.model"), None)
-        digest = str(model.get("digest", "")) if model else ""
-        if not digest.startswith("sha256:") or not all(c in "0123456789abcdef" for c in digest[7:]):
-            continue
-        blob = _inside(root / "blobs" / digest.replace(":", "-"), root)
+        blob = _ollama_blob(root, layers, "application/vnd.ollama.image.model")
         if blob is None:
             continue
         namespace, name, tag = manifest.parent.parent.name, manifest.parent.name, manifest.name
         prefix = "" if namespace == "library" else f"{namespace}/"
-        with blob.open("rb") as fh:  # a model layer that is not GGUF (safetensors) is not for llama.cpp
-            if fh.read(4) != b"GGUF":
-                continue
-        yield Found(f"ollama:{prefix}{name}:{tag}", blob, "ollama")
+        # A vision model's projector is a layer of its own (llava, gemma3, ...).
+        projector = _ollama_blob(root, layers, "application/vnd.ollama.image.projector")
+        yield Found(f"ollama:{prefix}{name}:{tag}", blob, "ollama", mmproj=projector)
+
+
+def _ollama_blob(root: Path, layers: list[object], media_type: str) -> Path | None:
+    """The GGUF blob of the manifest's layer of ``media_type``, if it stays inside ``root``."""
+    layer = next((x for x in layers if isinstance(x, dict) and x.get("mediaType") == media_type), None)
+    digest = str(layer.get("digest", "")) if isinstance(layer, dict) else ""
+    if not digest.startswith("sha256:") or not all(c in "0123456789abcdef" for c in digest[7:]):
+        return None
+    blob = _inside(root / "blobs" / digest.replace(":", "-"), root)
+    if blob is None:
+        return None
+    with blob.open("rb") as fh:  # a layer that is not GGUF (safetensors) is not for llama.cpp
+        return blob if fh.read(4) == b"GGUF" else None
 
 
 def discover(env: Mapping[str, str]) -> list[Found]:

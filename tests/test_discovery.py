@@ -33,12 +33,14 @@ def fake_tools(home: Path, outside: Path) -> None:
     ollama = home / ".ollama" / "models"
     (ollama / "blobs").mkdir(parents=True)
     write_tiny(ollama / "blobs" / ("sha256-" + "a" * 64))
+    write_tiny(ollama / "blobs" / ("sha256-" + "c" * 64), arch="clip")  # a vision model's projector layer
     (ollama / "blobs" / ("sha256-" + "b" * 64)).write_bytes(b"not a gguf")
     manifests = ollama / "manifests" / "registry.ollama.ai" / "library"
     for name, digest in (("tiny", "a" * 64), ("other", "b" * 64), ("evil", "../../../../etc/passwd")):
         (manifests / name).mkdir(parents=True)
         (manifests / name / "latest").write_text(json.dumps({"layers": [
-            {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}"}]}))
+            {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}"},
+            {"mediaType": "application/vnd.ollama.image.projector", "digest": f"sha256:{'c' * 64}"}]}))
 
 
 def test_discovery_finds_each_tool_s_models_and_stays_inside(tmp_path: Path) -> None:
@@ -48,6 +50,8 @@ def test_discovery_finds_each_tool_s_models_and_stays_inside(tmp_path: Path) -> 
     found = {f.name: f for f in discover({"HOME": str(home)})}
     assert set(found) == {"hf:acme/tiny-GGUF/tiny-q8.gguf", "lmstudio:pub/repo/model-f16.gguf", "ollama:tiny:latest"}
     assert found["hf:acme/tiny-GGUF/tiny-q8.gguf"].path.name == "abc123"
+    assert found["ollama:tiny:latest"].mmproj == (home / ".ollama" / "models" / "blobs" / ("sha256-" + "c" * 64))
+    assert found["lmstudio:pub/repo/model-f16.gguf"].mmproj is None
     assert all(outside not in f.path.parents for f in found.values())
 
 
@@ -71,6 +75,7 @@ def test_models_commands_as_processes(tmp_path: Path) -> None:
     rows = {r["name"]: r for r in json.loads(askgpt("models", "list", "--json").stdout)["models"]}
     assert rows["mine"]["source"] == "added" and rows["mine"]["file_type"] == "Q4_1"
     assert rows["ollama:tiny:latest"]["source"] == "ollama" and rows["hf:acme/tiny-GGUF/tiny-q8.gguf"]["n_params"] == 32
+    assert rows["ollama:tiny:latest"]["vision"].startswith("mmproj in ollama's manifest: ")  # its projector layer
     assert askgpt("models", "info", "lmstudio:pub/repo/model-f16.gguf").returncode == 0
     answered = askgpt("-m", "mine", "-t", "0", "-n", "4", "Say hi.")
     assert answered.returncode == 0 and answered.stdout.strip()
