@@ -18,9 +18,9 @@ def run_list(messages: Messages, *, as_json: bool) -> None:
     settings = load_settings(os.environ)
     rows: list[dict[str, object]] = []
     lines = []
-    registry = Registry(settings.paths.data_dir)
+    registered = Registry(settings.paths.data_dir).entries()
     refs = [(ref, "askgpt") for ref in list_models(settings.paths.models_dir)]
-    refs += [(ModelRef(f.name, f.path, mmproj=f.mmproj), "added") for f in registry.entries() if f.endpoint is None]
+    refs += [(ModelRef(f.name, f.path, mmproj=f.mmproj), "added") for f in registered if f.endpoint is None]
     refs += [(ModelRef(f.name, f.path, mmproj=f.mmproj), f.source) for f in discover(environ())]
     default = settings.defaults.model
     for ref, source in refs:
@@ -43,7 +43,7 @@ def run_list(messages: Messages, *, as_json: bool) -> None:
         vision = "\tvision" if facts.vision else ""
         lines.append(f"{ref.name}\t{facts.size / 1e6:,.0f} MB\t{facts.architecture}\t{facts.params_label}\t"
                      f"{facts.file_type}\tctx {facts.context_length:,}{vision}\t{ref.path}{tag}")
-    for f in registry.entries():
+    for f in registered:
         if f.endpoint is not None:  # served models: nothing to read here, and nothing is contacted
             ref = ModelRef(f.name, f.path, endpoint=f.endpoint, remote_model=f.remote_model)
             is_default = f.name == default

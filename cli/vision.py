@@ -64,13 +64,11 @@ def _parity_lines(parity: dict[str, float], use_int8: bool) -> list[str]:
 def run_status(paths: Paths, *, as_json: bool, verify: bool) -> str:
     from askgpt.runtime.errors import AskgptError
     from askgpt.runtime.files import sha256_file
-    from askgpt.vision.clip import META_FILE, clip_root, read_meta
+    from askgpt.vision.clip import META_FILE, encoder_folders, read_meta
     from askgpt.vision.projector import TRAINED_FILE
 
-    root = clip_root(paths.data_dir)
     entries: list[dict[str, object]] = []
-    folders = sorted(f for f in root.iterdir() if f.is_dir() and not f.name.startswith(".")) if root.is_dir() else []
-    for folder in folders:
+    for folder in encoder_folders(paths.data_dir):
         try:
             meta = read_meta(folder)
         except AskgptError as exc:

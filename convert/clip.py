@@ -67,6 +67,28 @@ class ClipSetupReport:
     seconds: float
 
 
+def preprocess_of(visual: Any) -> Preprocess:
+    """An open_clip image tower's eval preprocessing (its preprocess_cfg), as askgpt's value."""
+    cfg = visual.preprocess_cfg
+    size = cfg["size"] if isinstance(cfg["size"], (tuple, list)) else (cfg["size"], cfg["size"])
+    return Preprocess((int(size[0]), int(size[1])), str(cfg.get("resize_mode", "shortest")),
+                      str(cfg.get("interpolation", "bicubic")), tuple(float(x) for x in cfg["mean"]),  # type: ignore[arg-type]
+                      tuple(float(x) for x in cfg["std"]), int(cfg.get("fill_color", 0)))  # type: ignore[arg-type]
+
+
+def embed_concepts(encode: Callable[[Any], np.ndarray], tokenizer: Any, names: list[str],
+                   step: Callable[..., None]) -> np.ndarray:
+    """(n_concepts, embed_dim) unit rows: "a photo of a {concept}" through the text tower."""
+    step("embedding the concepts", 0, len(names))
+    rows = []
+    for start in range(0, len(names), TEXT_BATCH):
+        rows.append(encode(tokenizer([CONCEPT_PROMPT.format(n) for n in names[start:start + TEXT_BATCH]])))
+        step("embedding the concepts", min(len(names), start + TEXT_BATCH), len(names))
+    embeddings = np.concatenate(rows).astype(np.float32)
+    embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    return embeddings
+
+
 def _source(config: ClipSetupConfig) -> str:
     chosen = [x for x in (config.pretrained, config.checkpoint, config.random or None) if x]
     if len(chosen) != 1:
@@ -215,11 +237,7 @@ def setup_clip(config: ClipSetupConfig, data_dir: Path, progress: Progress | Non
     model_name, model = _create(open_clip, config)
     step(f"loading {config.model}", 1)
     torch.set_num_threads(config.threads)
-    cfg = model.visual.preprocess_cfg
-    size = cfg["size"] if isinstance(cfg["size"], (tuple, list)) else (cfg["size"], cfg["size"])
-    prep = Preprocess((int(size[0]), int(size[1])), str(cfg.get("resize_mode", "shortest")),
-                      str(cfg.get("interpolation", "bicubic")), tuple(float(x) for x in cfg["mean"]),  # type: ignore[arg-type]
-                      tuple(float(x) for x in cfg["std"]), int(cfg.get("fill_color", 0)))  # type: ignore[arg-type]
+    prep = preprocess_of(model.visual)
 
     root = clip_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -274,13 +292,7 @@ def _build(torch: Any, open_clip: Any, model: Any, model_name: str, name: str, s
         use_int8 = parity["int8_pooled_min_cosine"] >= INT8_MIN_COSINE
 
     step("exporting to ONNX", 4, 4)
-    step("embedding the concepts", 0, len(names))
-    rows = []
-    for start in range(0, len(names), TEXT_BATCH):
-        rows.append(encode_concepts(tokenizer([CONCEPT_PROMPT.format(n) for n in names[start:start + TEXT_BATCH]])))
-        step("embedding the concepts", min(len(names), start + TEXT_BATCH), len(names))
-    embeddings = np.concatenate(rows).astype(np.float32)
-    embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    embeddings = embed_concepts(encode_concepts, tokenizer, names, step)
     proj = getattr(model.visual, "proj", None)
     proj_np = (proj.detach().float().numpy() if proj is not None and visual.tokens
                else np.zeros((0, embeddings.shape[1]), np.float32))
@@ -313,10 +325,10 @@ def _install(work: Path, final: Path) -> None:
 
 
 def remove_encoder(data_dir: Path, name: str) -> Path:
-    folder = clip_root(data_dir) / name
-    if "/" in name or name.startswith(".") or not folder.is_dir():
-        from askgpt.vision.clip import EncoderNotFoundError
+    from askgpt.vision.clip import EncoderNotFoundError, encoder_folder
 
+    folder = encoder_folder(data_dir, name)
+    if folder is None:
         raise EncoderNotFoundError(f"no image encoder named {name!r}", hint="see `askgpt vision status`")
     shutil.rmtree(folder)
     return folder

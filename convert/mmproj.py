@@ -34,9 +34,9 @@ import numpy as np
 
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.files import atomic_write_with
-from askgpt.vision.clip import CONCEPT_PROMPT, concept_names
+from askgpt.vision.clip import concept_names
 
-from .clip import ClipSetupConfig, _concept_encoder, _create, _imports, _source
+from .clip import ClipSetupConfig, _concept_encoder, _create, _imports, _source, embed_concepts, preprocess_of
 
 GELU_SHIFT = 10.0  # mm.0's added bias: GELU is the identity to float precision around it
 GELU_RANGE = 3.0  # |s * (A x + a)| is scaled to stay within this on the probe images
@@ -119,19 +119,13 @@ def export_mmproj(source: ClipSetupConfig, model_gguf: Path, tokenize: Callable[
     step(f"loading {source.model}", 1)
 
     names = concept_names()
-    encode = _concept_encoder(torch, open_clip, model)
-    tokenizer = open_clip.get_tokenizer(model_name)
-    rows = []
-    for start in range(0, len(names), 128):
-        rows.append(encode(tokenizer([CONCEPT_PROMPT.format(n) for n in names[start:start + 128]])))
-        step("embedding the concepts", min(len(names), start + 128), len(names))
-    concepts = np.concatenate(rows)
-    concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
+    concepts = embed_concepts(_concept_encoder(torch, open_clip, model), open_clip.get_tokenizer(model_name),
+                              names, step)
     step("fitting the projector", 0)
     w, b = fit_ridge(concepts, name_embeddings(model_gguf, names, tokenize))
 
-    cfg = visual.preprocess_cfg
-    size = cfg["size"] if isinstance(cfg["size"], (tuple, list)) else (cfg["size"], cfg["size"])
+    prep = preprocess_of(visual)
+    size = prep.size
     with torch.no_grad():  # patch tokens of probe images, for the scales
         visual.output_tokens = True
         _, tokens = visual(torch.randn(4, 3, *size, generator=torch.Generator().manual_seed(0)))
@@ -165,8 +159,8 @@ def export_mmproj(source: ClipSetupConfig, model_gguf: Path, tokenize: Callable[
         writer.add_uint32("clip.vision.projection_dim", int(a.shape[1]))
         writer.add_uint32("clip.vision.attention.head_count", int(visual.transformer.resblocks[0].attn.num_heads))
         writer.add_float32("clip.vision.attention.layer_norm_epsilon", float(visual.ln_post.eps))
-        writer.add_array("clip.vision.image_mean", [float(x) for x in cfg["mean"]])
-        writer.add_array("clip.vision.image_std", [float(x) for x in cfg["std"]])
+        writer.add_array("clip.vision.image_mean", list(prep.mean))
+        writer.add_array("clip.vision.image_std", list(prep.std))
         writer.add_array("clip.vision.feature_layer", [blocks])  # the last block, then post_ln
         for name, value in tensors.items():
             writer.add_tensor(name, np.ascontiguousarray(value))

@@ -126,14 +126,26 @@ def read_meta(folder: Path) -> ClipMeta:
                          hint="set it up again with `askgpt vision setup`") from exc
 
 
-def set_up_encoders(data_dir: Path) -> list[ClipMeta]:
-    """Every readable set-up encoder, newest first."""
+def encoder_folders(data_dir: Path) -> list[Path]:
+    """The encoders' folders, by name (not the hidden ones a setup in progress works in)."""
     root = clip_root(data_dir)
     if not root.is_dir():
         return []
+    return sorted(f for f in root.iterdir() if f.is_dir() and not f.name.startswith("."))
+
+
+def encoder_folder(data_dir: Path, name: str) -> Path | None:
+    """The folder of the encoder called ``name``; None when there is none (or the name
+    could reach outside the encoders' folder)."""
+    folder = clip_root(data_dir) / name
+    return None if "/" in name or name.startswith(".") or not folder.is_dir() else folder
+
+
+def set_up_encoders(data_dir: Path) -> list[ClipMeta]:
+    """Every readable set-up encoder, newest first."""
     found = []
-    for folder in root.iterdir():
-        if folder.is_dir() and not folder.name.startswith(".") and (folder / META_FILE).is_file():
+    for folder in encoder_folders(data_dir):
+        if (folder / META_FILE).is_file():
             try:
                 found.append(read_meta(folder))
             except AskgptError:
@@ -157,8 +169,8 @@ def choose_encoder(data_dir: Path, wanted: str) -> ClipMeta | None:
             "no CLIP encoder is set up",
             hint="run `askgpt vision setup ViT-B-32 --pretrained laion2b_s34b_b79k` (online once), "
                  "or `--checkpoint FILE`")
-    folder = clip_root(data_dir) / wanted
-    if "/" in wanted or wanted.startswith(".") or not folder.is_dir():
+    folder = encoder_folder(data_dir, wanted)
+    if folder is None:
         names = ", ".join(m.name for m in set_up_encoders(data_dir)) or "none"
         raise EncoderNotFoundError(f"no image encoder named {wanted!r} (set up: {names}; built in: {BUILTIN})",
                                    hint=f"run `askgpt vision setup MODEL --as {wanted}`")
