@@ -142,13 +142,13 @@ def prepare(engine: Engine, request: Request, config: GenerationConfig) -> Prepa
         if i % 2:  # a marker's image index
             index = int(piece)
             image = request.images[index] if index < len(request.images) else None
-            if image is None or not image.has_rows or index in placed:
+            if image is None or not image.segments or index in placed:
                 raise InferenceError("the prompt places an image's embedding rows wrongly")
             placed.add(index)
-            parts.extend(image.parts())
+            parts.extend(image.segments)
         elif piece:
             parts.append(TokenIds(tuple(engine.tokenize(piece, add_bos=add_bos and i == 0, special=True))))
-    missing = [i for i, im in enumerate(request.images) if im.has_rows and i not in placed]
+    missing = [i for i, im in enumerate(request.images) if im.segments and i not in placed]
     if missing:
         raise InferenceError("the model's chat template dropped an image's embedding rows")
     prompt = PreparedPrompt(text, tuple(parts), formatted.stop)

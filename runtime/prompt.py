@@ -44,28 +44,24 @@ class Document:
 @dataclass(frozen=True, eq=False)
 class ImageBlock:
     """An image as the language model gets it: what the encoders found, as text,
-    and optionally embedding rows (n, n_embd) placed at the start of its block.
-    Built by askgpt.vision; the runtime only places it."""
+    and optionally prompt parts placed at the start of its block. Built by askgpt.vision;
+    the runtime only places it."""
 
     source: str
     text: str
-    rows: np.ndarray | None = None
-    # A vision model's own encoding (mmproj): its image delimiters' token ids and its
-    # embedding rows, as prompt parts in the order llama.cpp's mtmd lays them out; placed
-    # instead of ``rows``.
+    # The projector's embedding rows, or a vision model's own encoding (mmproj: its image
+    # delimiters' token ids and its rows, in the order llama.cpp's mtmd lays them out).
     segments: tuple[PromptPart, ...] = ()
     # The image itself as a data: URL, for a served model that takes images (runtime.remote_engine).
     data_url: str | None = None
 
     @property
-    def has_rows(self) -> bool:
-        return self.rows is not None or bool(self.segments)
+    def rows(self) -> np.ndarray | None:
+        """All its embedding rows, (n, n_embd); None when it has none."""
+        import numpy as np
 
-    def parts(self) -> tuple[PromptPart, ...]:
-        """What stands at the image's marker: its segments, or its rows alone."""
-        if self.segments:
-            return self.segments
-        return () if self.rows is None else (EmbeddingRows(self.rows),)
+        rows = [part.rows for part in self.segments if isinstance(part, EmbeddingRows)]
+        return np.vstack(rows) if rows else None
 
 
 def embedding_marker(index: int) -> str:
@@ -200,7 +196,7 @@ def stdin_document(path: Path) -> Document:
 
 
 def image_block(index: int, image: ImageBlock) -> str:
-    marker = embedding_marker(index) if image.has_rows else ""
+    marker = embedding_marker(index) if image.segments else ""
     if image.data_url:
         marker += MEDIA_OPEN + image.data_url + MEDIA_CLOSE
     body = f"{marker}\n{image.text.strip()}\n" if image.text.strip() else marker

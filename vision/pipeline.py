@@ -222,7 +222,8 @@ class ImagePipeline:
             body = describe(image, labels if mode is not ImageMode.EMBED else None, text, min_score=floor)
             url = data_url(image) if target is not None and target.data_urls else None
             # The file's name, not its folders: a long temporary path only distracts a small model.
-            blocks.append(ImageBlock(Path(image.source).name or image.source, body, rows, data_url=url))
+            blocks.append(ImageBlock(Path(image.source).name or image.source, body,
+                                     () if rows is None else (EmbeddingRows(rows),), data_url=url))
             reports.append(ImageReport(image.source, labels.seconds, text.seconds if text else 0.0,
                                        0 if rows is None else len(rows)))
         return blocks, reports
