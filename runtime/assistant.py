@@ -109,10 +109,6 @@ class Assistant:
         self._engine: Engine | None = None
 
     @property
-    def ref(self) -> ModelRef:
-        return self._ref
-
-    @property
     def engine(self) -> Engine:
         """The loaded model (loaded now, on first use)."""
         if self._engine is None:
