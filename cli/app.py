@@ -437,8 +437,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_info(model, as_json=as_json)
 
-    convert_app = typer.Typer(help="Convert Hugging Face checkpoints to GGUF, quantize models, and measure "
-                                   "what quantization cost.",
+    convert_app = typer.Typer(help="Convert Hugging Face checkpoints to GGUF, quantize models, measure what "
+                                   "quantization cost, and export CLIP image encoders (ONNX, mmproj).",
                               no_args_is_help=True, rich_markup_mode=None)
     app.add_typer(convert_app, name="convert")
 
