@@ -18,7 +18,7 @@ from enum import Enum
 from .chat import format_prompt
 from .engine import Engine, PromptPart, TokenIds
 from .errors import ContextOverflowError, InferenceError, UsageError
-from .prompt import EMBEDDING_MARKER_PATTERN, Request
+from .prompt import MEDIA_CLOSE, MEDIA_OPEN, Markup, Request
 from .sampling import LoopDetector, SamplingConfig
 
 
@@ -128,31 +128,106 @@ def check_fits(n_prompt: int, *, n_ctx: int, max_tokens: int) -> None:
         raise ContextOverflowError(given=n_prompt, fits=fits, n_ctx=n_ctx, reserved=reserved)
 
 
-def prepare(engine: Engine, request: Request, config: GenerationConfig) -> PreparedPrompt:
+def control_pattern(engine: Engine) -> re.Pattern[str] | None:
+    """Matches the spellings of the engine's control tokens, longest first (as llama.cpp's
+    tokenizer partitions text); None when it has none."""
+    texts = sorted((t for t in engine.control_texts if t), key=len, reverse=True)
+    return re.compile("(" + "|".join(re.escape(t) for t in texts) + ")") if texts else None
+
+
+class _Encoder:
+    """Token ids for a rendered prompt, where only the template's markup may hold control
+    tokens. Text between two control tokens (the template's plain text and the content
+    inside it) is tokenized as one run without control tokens: the same ids the model's
+    tokenizer gives a whole rendered prompt, except that nothing in the content can
+    become ``<|im_end|>``."""
+
+    def __init__(self, engine: Engine, add_bos: bool) -> None:
+        self._engine = engine
+        self._controls = control_pattern(engine)
+        self._bos = add_bos
+        self._run: list[str] = []
+        self.parts: list[PromptPart] = []
+
+    def _ids(self, ids: list[int]) -> None:
+        self._bos = False
+        if not ids:
+            return
+        last = self.parts[-1] if self.parts else None
+        if isinstance(last, TokenIds):
+            self.parts[-1] = TokenIds(last.ids + tuple(ids))
+        else:
+            self.parts.append(TokenIds(tuple(ids)))
+
+    def flush(self) -> None:
+        text = "".join(self._run)
+        self._run.clear()
+        if text:
+            self._ids(self._engine.tokenize(text, add_bos=self._bos, special=False))
+
+    def control(self, text: str) -> None:
+        self.flush()
+        self._ids(self._engine.tokenize(text, add_bos=self._bos, special=True))
+
+    def markup(self, text: str) -> None:
+        if self._controls is None:
+            self._run.append(text)
+            return
+        for i, chunk in enumerate(self._controls.split(text)):
+            if i % 2:
+                self.control(chunk)
+            elif chunk:
+                self._run.append(chunk)
+
+    def content(self, text: str) -> None:
+        self._run.append(text)
+
+    def rows(self, segments: tuple[PromptPart, ...]) -> None:
+        self.flush()
+        if self._bos:  # an image before any text: the BOS token still comes first
+            self._ids(self._engine.tokenize("", add_bos=True, special=False))
+        for segment in segments:
+            if isinstance(segment, TokenIds):
+                self._ids(list(segment.ids))
+            else:
+                self.parts.append(segment)
+
+
+def render(engine: Engine, request: Request) -> PreparedPrompt:
+    """The prompt as the engine gets it, without the context check (`prepare` adds it)."""
     info = engine.info
     formatted = format_prompt(info, request)
-    text = formatted.text
+    first = formatted.pieces[0] if formatted.pieces else None
     # Templates often write the BOS token themselves; adding another would double it.
-    add_bos = info.add_bos and not (info.bos_token and text.startswith(info.bos_token))
-    # Image embedding rows stand as markers in the text: tokenize around them.
-    pieces = re.split(EMBEDDING_MARKER_PATTERN, text)
-    parts: list[PromptPart] = []
+    add_bos = info.add_bos and not (info.bos_token and isinstance(first, Markup)
+                                    and first.text.startswith(info.bos_token))
+    encoder = _Encoder(engine, add_bos)
     placed: set[int] = set()
-    for i, piece in enumerate(pieces):
-        if i % 2:  # a marker's image index
-            index = int(piece)
-            image = request.images[index] if index < len(request.images) else None
-            if image is None or not image.segments or index in placed:
-                raise InferenceError("the prompt places an image's embedding rows wrongly")
-            placed.add(index)
-            parts.extend(image.segments)
-        elif piece:
-            parts.append(TokenIds(tuple(engine.tokenize(piece, add_bos=add_bos and i == 0, special=True))))
-    missing = [i for i, im in enumerate(request.images) if im.segments and i not in placed]
+    for piece in formatted.pieces:
+        if isinstance(piece, Markup):
+            encoder.markup(piece.text)
+        elif isinstance(piece, str):
+            encoder.content(piece)
+        else:
+            image = request.images[piece.index] if piece.index < len(request.images) else None
+            if image is None or piece.index in placed:
+                raise InferenceError("the model's chat template repeats or invents an image")
+            placed.add(piece.index)
+            encoder.rows(image.segments)
+            if image.data_url:
+                # Only askgpt writes this, from the image's validated pixels; a served
+                # model's engine reads it back out as the image (runtime.remote_engine).
+                encoder.control(MEDIA_OPEN + image.data_url + MEDIA_CLOSE)
+    encoder.flush()
+    missing = [i for i, im in enumerate(request.images) if (im.segments or im.data_url) and i not in placed]
     if missing:
-        raise InferenceError("the model's chat template dropped an image's embedding rows")
-    prompt = PreparedPrompt(text, tuple(parts), formatted.stop)
-    check_fits(prompt.n_tokens, n_ctx=info.n_ctx, max_tokens=config.max_tokens)
+        raise InferenceError("the model's chat template dropped an image")
+    return PreparedPrompt(formatted.text, tuple(encoder.parts), formatted.stop)
+
+
+def prepare(engine: Engine, request: Request, config: GenerationConfig) -> PreparedPrompt:
+    prompt = render(engine, request)
+    check_fits(prompt.n_tokens, n_ctx=engine.info.n_ctx, max_tokens=config.max_tokens)
     return prompt
 
 

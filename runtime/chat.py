@@ -5,11 +5,16 @@ code from a downloaded file, so it is rendered only in Jinja's immutable
 sandbox, with the same helpers Hugging Face and llama-cpp-python provide
 (``raise_exception``, ``strftime_now``, ``tojson``). A model without a
 template gets a plain completion prompt instead.
+
+The template renders over placeholders, one per message, never over the messages' text:
+its output is the only markup in the prompt, and runtime.ask tokenizes content between it
+with control-token parsing off. So a document cannot write ``<|im_end|>`` into the prompt.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -17,7 +22,7 @@ from typing import Any
 
 from .engine import ModelInfo
 from .errors import ModelLoadError
-from .prompt import PLAIN_STOP, Message, Request, build_messages, render_plain
+from .prompt import PLAIN_STOP, Markup, Message, PromptPiece, Request, build_messages, render_plain, text_of
 
 
 class TemplateError(ModelLoadError):
@@ -55,7 +60,7 @@ def render_chat(template: str, messages: list[Message], *, bos_token: str, eos_t
     compiled = _compile(template)
     try:
         return str(compiled.render(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
+            messages=[{"role": m.role, "content": m.text} for m in messages],
             add_generation_prompt=True,
             bos_token=bos_token,
             eos_token=eos_token,
@@ -74,15 +79,44 @@ def _fold_system(messages: list[Message]) -> list[Message]:
         return messages
     system, rest = messages[0], messages[1:]
     first = rest[0]
-    return [Message(first.role, f"{system.content}\n\n{first.content}"), *rest[1:]]
+    return [Message(first.role, (*system.pieces, "\n\n", *first.pieces)), *rest[1:]]
+
+
+# Stands for message i's content while the template renders: the template sees only these,
+# so nothing a document says can reach its output as markup.
+_SLOT = "\ue030{}\ue031"
+_SLOT_PATTERN = re.compile("\ue030(\\d+)\ue031")
 
 
 @dataclass(frozen=True)
 class FormattedPrompt:
-    text: str
+    # The template's markup, content text and image slots, in order (see runtime.ask.prepare).
+    pieces: tuple[PromptPiece, ...]
     # Strings that end the answer. A chat model ends its turn with an end-of-generation
     # token instead, so for templates this is empty.
     stop: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The prompt as text, for showing and counting: image slots shown as ``[image N]``."""
+        return text_of(self.pieces)
+
+
+def _render_slots(info: ModelInfo, messages: list[Message]) -> tuple[PromptPiece, ...]:
+    """Render the template over placeholders, then put each message's pieces in its place."""
+    slotted = [Message(m.role, _SLOT.format(i)) for i, m in enumerate(messages)]
+    text = render_chat(info.chat_template or "", slotted, bos_token=info.bos_token, eos_token=info.eos_token)
+    pieces: list[PromptPiece] = []
+    for i, chunk in enumerate(_SLOT_PATTERN.split(text)):
+        if i % 2 == 0:
+            if chunk:
+                pieces.append(Markup(chunk))
+            continue
+        index = int(chunk)
+        if index >= len(messages):
+            raise TemplateError("the model's chat template wrote a message that was not given")
+        pieces.extend(messages[index].pieces)
+    return tuple(pieces)
 
 
 def format_prompt(info: ModelInfo, request: Request) -> FormattedPrompt:
@@ -91,10 +125,9 @@ def format_prompt(info: ModelInfo, request: Request) -> FormattedPrompt:
         return FormattedPrompt(render_plain(request), PLAIN_STOP)
     messages = build_messages(request)
     try:
-        text = render_chat(info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token)
+        pieces = _render_slots(info, messages)
     except TemplateError:
         if messages[0].role != "system":
             raise
-        text = render_chat(info.chat_template, _fold_system(messages),
-                           bos_token=info.bos_token, eos_token=info.eos_token)
-    return FormattedPrompt(text)
+        pieces = _render_slots(info, _fold_system(messages))
+    return FormattedPrompt(pieces)

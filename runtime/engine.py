@@ -135,9 +135,16 @@ class Engine(Protocol):
     @property
     def info(self) -> ModelInfo: ...
 
-    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+    @property
+    def control_texts(self) -> frozenset[str]:
+        """The spellings of the tokens that only ``special=True`` parses as themselves
+        (``<|im_start|>``): runtime.ask lets only the chat template's markup produce them."""
+        ...
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
         """Token ids of ``text``; ``special`` lets control tokens such as
-        ``<|im_start|>`` in a rendered chat template parse as themselves."""
+        ``<|im_start|>`` in a rendered chat template parse as themselves. Never pass
+        ``special=True`` for text that did not come from the template."""
         ...
 
     def token_bytes(self, token: int) -> bytes:

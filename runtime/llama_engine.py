@@ -162,6 +162,21 @@ def _construct(llama_cpp: Any, ref: ModelRef, config: EngineConfig, threads: int
     return llm
 
 
+def control_token_texts(llama_cpp: Any, vocab: Any) -> frozenset[str]:
+    """The spellings of the vocabulary's control and unknown tokens: those llama.cpp's
+    tokenizer parses from text only with ``special=True`` (user-defined tokens parse
+    either way, so they are ordinary text here)."""
+    wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    get_attr, get_text = llama_cpp.llama_vocab_get_attr, llama_cpp.llama_vocab_get_text
+    texts = set()
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        if get_attr(vocab, token) & wanted:
+            text = bytes(get_text(vocab, token)).decode("utf-8", errors="replace")
+            if text:
+                texts.add(text)
+    return frozenset(texts)
+
+
 def _gpu_layers(llama_cpp: Any, wanted: int | None) -> int:
     if wanted is not None:
         return wanted
@@ -183,6 +198,7 @@ class LlamaEngine:
         self.lookup_kept = 0
         self.context_shifts = 0  # how often a long answer has shifted the window
         self._vision: MmprojVision | None = None
+        self._control_texts: frozenset[str] | None = None
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._vocab = vocab
         meta: dict[str, str] = llm.metadata or {}
@@ -214,7 +230,13 @@ class LlamaEngine:
         """What the on-disk prefix cache did in this run (None: no cache)."""
         return None if self._prefix_cache is None else self._prefix_cache.events
 
-    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+    @property
+    def control_texts(self) -> frozenset[str]:
+        if self._control_texts is None:
+            self._control_texts = control_token_texts(self._lib, self._vocab)
+        return self._control_texts
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
     def token_bytes(self, token: int) -> bytes:

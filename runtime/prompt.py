@@ -12,6 +12,7 @@ instruction after them, so the model can tell the material from the request.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,15 +65,35 @@ class ImageBlock:
         return np.vstack(rows) if rows else None
 
 
-def embedding_marker(index: int) -> str:
-    """Stands for image ``index``'s embedding rows in the rendered prompt until it is
-    tokenized (private-use characters, which no template or user text produces)."""
-    return f"\ue000{index}\ue001"
-
-
-EMBEDDING_MARKER_PATTERN = "\ue000(\\d+)\ue001"
-# Around an image's data: URL in the rendered prompt (served models read it back out).
+# Around an image's data: URL (served models read it back out): askgpt writes these only into
+# the markup it tokenizes as such, never into content, so a document holding them is just text.
 MEDIA_OPEN, MEDIA_CLOSE = "\ue023", "\ue024"
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    """Where image ``index``'s prompt parts (embedding rows, a vision model's encoding, or a
+    served model's data: URL) go inside a message. A value, not a marker in the text, so no
+    document can forge or misplace one."""
+
+    index: int
+
+
+# A message's content: untrusted text (tokenized as plain text, never as control tokens)
+# and image slots.
+ContentPiece = str | ImageSlot
+
+
+@dataclass(frozen=True)
+class Markup:
+    """Text the model's chat template wrote around the messages: the only text whose
+    control-token spellings (``<|im_start|>``) become control tokens."""
+
+    text: str
+
+
+# A rendered prompt: the template's markup, content text and image slots, in order.
+PromptPiece = Markup | str | ImageSlot
 
 
 # Sent when the user gives none: the 135M built-in model answers short factual questions
@@ -107,7 +128,21 @@ class Request:
 @dataclass(frozen=True)
 class Message:
     role: str  # "system" | "user" | "assistant"
-    content: str
+    # Given as a string or as pieces; held as pieces.
+    content: tuple[ContentPiece, ...] | str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.content, str):
+            object.__setattr__(self, "content", (self.content,))
+
+    @property
+    def pieces(self) -> tuple[ContentPiece, ...]:
+        return self.content if isinstance(self.content, tuple) else (self.content,)
+
+    @property
+    def text(self) -> str:
+        """The content's text, image slots left out."""
+        return "".join(p for p in self.pieces if isinstance(p, str))
 
 
 def parse_example(text: str) -> Example:
@@ -195,20 +230,51 @@ def stdin_document(path: Path) -> Document:
     return Document(STDIN_SOURCE, "", path=path, size=path.stat().st_size)
 
 
-def image_block(index: int, image: ImageBlock) -> str:
-    marker = embedding_marker(index) if image.segments else ""
-    if image.data_url:
-        marker += MEDIA_OPEN + image.data_url + MEDIA_CLOSE
-    body = f"{marker}\n{image.text.strip()}\n" if image.text.strip() else marker
-    return f'<image source="{image.source}">{body}</image>'
+def attribute(value: str) -> str:
+    """A value for askgpt's own ``<document source="...">`` markup: a file name cannot close
+    the attribute or break the line (it is content, tokenized as text, either way)."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", value).replace('"', "&quot;")
 
 
-def user_content(request: Request) -> str:
+def image_block(index: int, image: ImageBlock) -> tuple[ContentPiece, ...]:
+    pieces: list[ContentPiece] = [f'<image source="{attribute(image.source)}">']
+    if image.segments or image.data_url:
+        pieces.append(ImageSlot(index))
+    if image.text.strip():
+        pieces.append(f"\n{image.text.strip()}\n")
+    pieces.append("</image>")
+    return tuple(pieces)
+
+
+def user_content(request: Request) -> tuple[PromptPiece, ...]:
     """The final user turn: delimited documents and images first, then the instruction."""
-    blocks = [f'<document source="{d.source}">\n{d.text.strip()}\n</document>' for d in request.documents]
+    blocks: list[tuple[ContentPiece, ...]] = [
+        (f'<document source="{attribute(d.source)}">\n{d.text.strip()}\n</document>',) for d in request.documents]
     blocks += [image_block(i, image) for i, image in enumerate(request.images)]
-    blocks.append(request.instruction)
-    return "\n\n".join(blocks)
+    blocks.append((request.instruction,))
+    pieces: list[ContentPiece] = []
+    for i, block in enumerate(blocks):
+        if i:
+            pieces.append("\n\n")
+        pieces.extend(block)
+    return join_text(pieces)
+
+
+def text_of(pieces: Sequence[PromptPiece]) -> str:
+    """Pieces as text, for showing and counting: an image slot shows as ``[image N]``."""
+    return "".join(p.text if isinstance(p, Markup) else p if isinstance(p, str) else f"[image {p.index + 1}]"
+                   for p in pieces)
+
+
+def join_text(pieces: Sequence[PromptPiece]) -> tuple[PromptPiece, ...]:
+    """Adjacent plain strings merged into one (markup and image slots stay apart)."""
+    out: list[PromptPiece] = []
+    for piece in pieces:
+        if isinstance(piece, str) and out and isinstance(out[-1], str):
+            out[-1] += piece
+        elif not (isinstance(piece, str) and not piece):
+            out.append(piece)
+    return tuple(out)
 
 
 def build_messages(request: Request) -> list[Message]:
@@ -229,12 +295,15 @@ def build_messages(request: Request) -> list[Message]:
 PLAIN_STOP = ("\nInput:",)
 
 
-def render_plain(request: Request) -> str:
-    """A completion prompt for models without a chat template (stop at `PLAIN_STOP`)."""
-    parts: list[str] = []
+def render_plain(request: Request) -> tuple[PromptPiece, ...]:
+    """A completion prompt for models without a chat template (stop at `PLAIN_STOP`). It has
+    no control tokens: all of it is tokenized as text."""
+    parts: list[PromptPiece] = []
     if request.system:
         parts.append(request.system.strip() + "\n\n")
     for ex in [*request.examples, *(Example(t.user, t.assistant) for t in request.history)]:
         parts.append(f"Input: {ex.input}\nOutput: {ex.output}\n\n")
-    parts.append(f"Input: {user_content(request)}\nOutput:")
-    return "".join(parts)
+    parts.append("Input: ")
+    parts.extend(user_content(request))
+    parts.append("\nOutput:")
+    return join_text(parts)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import urllib.error
 import urllib.request
 from collections.abc import Generator, Iterator, Sequence
@@ -34,7 +33,8 @@ from .errors import AskgptError, ExitCode, UsageError
 from .prompt import MEDIA_CLOSE, MEDIA_OPEN
 from .sampling import SamplingConfig
 
-# Private-use characters no template or user text produces (the image markers use E000-E001).
+# The private template's delimiters: private-use characters, read back as structure only
+# from the markup runtime.ask tokenizes with special=True, never from content.
 _OPEN, _SEP, _CLOSE = "\ue020", "\ue021", "\ue022"
 MESSAGES_TEMPLATE = (
     "{%- for m in messages -%}" + _OPEN + "{{ m.role }}" + _SEP + "{{ m.content }}" + _CLOSE + "{%- endfor -%}"
@@ -44,7 +44,7 @@ BYTES_PER_TOKEN = 4  # the estimate where a server cannot count tokens
 # What an image sent as a data: URL is counted as: vision models spend 256 (Gemma 3) to 576
 # (LLaVA-1.5) tokens on one image, more when they tile; the URL's own length means nothing.
 IMAGE_TOKENS = 768
-_MEDIA = re.compile(re.escape(MEDIA_OPEN) + "(.*?)" + re.escape(MEDIA_CLOSE), re.S)
+_REMEMBERED = 4096  # tokenize calls whose text generate can still send
 
 
 class RemoteError(AskgptError):
@@ -92,27 +92,52 @@ def shown(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def render_messages(text: str, *, images: bool = True) -> list[dict[str, Any]]:
-    """Read back what `MESSAGES_TEMPLATE` wrote; the trailing open assistant turn is the
-    generation prompt (its text, if any, is a prefill the server cannot take and is dropped).
-    A message holding images becomes OpenAI's content parts (text, then each image_url);
-    with ``images=False`` they are left out and the text alone is sent."""
+@dataclass(frozen=True)
+class Segment:
+    """A run of the prompt as `RemoteEngine.tokenize` was given it: ``markup`` for what
+    runtime.ask tokenized with ``special=True`` (the template's delimiters, askgpt's image
+    URLs), else content."""
+
+    text: str
+    markup: bool
+
+
+def render_messages(segments: Sequence[Segment], *, images: bool = True) -> list[dict[str, Any]]:
+    """Read back the messages `MESSAGES_TEMPLATE` wrote. Only markup segments are read as
+    structure, so a document holding the delimiters (or an image's markers) stays text in
+    its message. The trailing open assistant turn is the generation prompt (its text, if
+    any, is a prefill the server cannot take and is dropped). A message holding images
+    becomes OpenAI's content parts (text, then each image_url); with ``images=False`` they
+    are left out and the text alone is sent."""
     messages: list[dict[str, Any]] = []
-    for chunk in text.split(_OPEN)[1:]:
-        role, sep, rest = chunk.partition(_SEP)
-        if not sep:
-            raise UsageError("the prompt for the served model is malformed (a message has no role)")
-        content, closed, _ = rest.partition(_CLOSE)
-        if not closed:
+    role: list[str] | None = None  # the open message's role, while it is being read
+    content: list[str] | None = None  # the open message's content, after its role
+    urls: list[str] = []
+    for segment in segments:
+        if not segment.markup:
+            if content is not None:
+                content.append(segment.text)
+            elif role is not None:
+                role.append(segment.text)
             continue
-        urls = _MEDIA.findall(content)
-        plain = _MEDIA.sub("", content)
-        if urls and images:
-            parts: list[dict[str, Any]] = [{"type": "text", "text": plain}]
-            parts += [{"type": "image_url", "image_url": {"url": url}} for url in urls]
-            messages.append({"role": role, "content": parts})
+        text = segment.text
+        if text == _OPEN:
+            role, content, urls = [], None, []
+        elif text == _SEP and role is not None and content is None:
+            content = []
+        elif text == _CLOSE and role is not None and content is not None:
+            plain = "".join(content)
+            if urls and images:
+                parts: list[dict[str, Any]] = [{"type": "text", "text": plain}]
+                parts += [{"type": "image_url", "image_url": {"url": url}} for url in urls]
+                messages.append({"role": "".join(role), "content": parts})
+            else:
+                messages.append({"role": "".join(role), "content": plain})
+            role = content = None
+        elif text.startswith(MEDIA_OPEN) and text.endswith(MEDIA_CLOSE) and content is not None:
+            urls.append(text[len(MEDIA_OPEN):-len(MEDIA_CLOSE)])
         else:
-            messages.append({"role": role, "content": plain})
+            raise UsageError("the prompt for the served model is malformed")
     return messages
 
 
@@ -216,7 +241,7 @@ class RemoteEngine:
     def __init__(self, config: RemoteConfig) -> None:
         self._http = _Http(config)
         self._kind, self._model, n_ctx = self._probe(config)
-        self._texts: dict[tuple[int, ...], str] = {}
+        self._texts: dict[int, Segment] = {}
         self._pieces: dict[str, int] = {}  # streamed text pieces, interned as stand-in token ids
         self._piece_bytes: list[bytes] = []
         self._ids = itertools.count(1)
@@ -264,10 +289,7 @@ class RemoteEngine:
             return "openai", model, 0  # ollama, OpenAI itself, ...
 
     def count_tokens(self, text: str) -> int:
-        n_images = len(_MEDIA.findall(text))
-        if n_images:
-            text = _MEDIA.sub("", text)
-        return n_images * IMAGE_TOKENS + (self._count(text) if text else 0)
+        return self._count(text) if text else 0
 
     def _count(self, text: str) -> int:
         try:
@@ -283,37 +305,50 @@ class RemoteEngine:
             raise _refused(f"{self.endpoint}'s tokenizer answered in an unexpected form ({exc!r})") from exc
         return max(1, -(-len(text.encode()) // BYTES_PER_TOKEN))
 
-    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+    @property
+    def control_texts(self) -> frozenset[str]:
+        return frozenset({_OPEN, _SEP, _CLOSE})
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
         """Stand-in ids, as many as the server's tokenizer makes of ``text``, unique to this
-        call, so `generate` can tell which text a run of them stands for. Only prompts
-        (tokenized with ``special``) are remembered; counting document text is not."""
+        call, so `generate` can tell which text a run of them stands for, and whether it was
+        markup (``special``). The most recent calls are remembered (a prompt is tokenized
+        right before it is sent; counting a huge document must not keep it all)."""
         if not text:
             return []
         first = next(self._ids)
-        ids = [-first] + [0] * (self.count_tokens(text) - 1)
-        if special:
-            self._texts[tuple(ids)] = text
+        media = special and text.startswith(MEDIA_OPEN)
+        n = IMAGE_TOKENS if media else 1 if special else self.count_tokens(text)
+        ids = [-first] + [0] * (n - 1)
+        self._texts[-first] = Segment(text, special)
+        while len(self._texts) > _REMEMBERED:
+            del self._texts[next(iter(self._texts))]
         return ids
 
     def token_bytes(self, token: int) -> bytes:
         return self._piece_bytes[token] if 0 <= token < len(self._piece_bytes) else b""
 
-    def _prompt_text(self, prompt: Sequence[PromptPart]) -> str:
-        texts = []
+    def _segments(self, prompt: Sequence[PromptPart]) -> list[Segment]:
+        segments = []
         for part in prompt:
             if isinstance(part, EmbeddingRows):
                 raise UsageError("a served model gets images as text: --image-mode embed|both and --mmproj "
                                  "need a local model")
-            text = self._texts.get(tuple(part.ids)) if isinstance(part, TokenIds) else None
-            if text is None:
+            # A run may hold several tokenize calls' ids back to back: each starts at its negative id.
+            starts = [i for i, t in enumerate(part.ids) if t < 0]
+            if not part.ids or starts[:1] != [0]:
                 raise UsageError("the served model was sent token ids askgpt did not make for it")
-            texts.append(text)
-        return "".join(texts)
+            for i in starts:
+                segment = self._texts.get(part.ids[i])
+                if segment is None:
+                    raise UsageError("the served model was sent token ids askgpt did not make for it")
+                segments.append(segment)
+        return segments
 
     def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Generator[int, None, None]:
-        text = self._prompt_text(prompt)
+        segments = self._segments(prompt)
         body: dict[str, Any] = {
-            "model": self._model, "messages": render_messages(text), "stream": True,
+            "model": self._model, "messages": render_messages(segments), "stream": True,
             "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
         }
         if self._kind in ("llama.cpp", "llama-cpp-python"):
@@ -334,10 +369,11 @@ class RemoteEngine:
         except RemoteError as exc:
             # A server or model that takes no images refuses the request outright: send the
             # images' text blocks alone (what askgpt's encoders found) and say so.
-            if not _MEDIA.search(text) or not exc.refused:
+            if not any(s.markup and s.text.startswith(MEDIA_OPEN) for s in segments) or not exc.refused:
                 raise
             self.image_urls_refused = True
-            events = self._http.stream("/chat/completions", {**body, "messages": render_messages(text, images=False)})
+            events = self._http.stream("/chat/completions",
+                                       {**body, "messages": render_messages(segments, images=False)})
             first = next(events, None)
         for event in itertools.chain([first] if first is not None else [], events):
             for choice in event.get("choices") or []:

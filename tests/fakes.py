@@ -36,7 +36,11 @@ class ScriptedEngine:
             n_embd=8, chat_template=self.chat_template, bos_token="", eos_token="<|im_end|>", add_bos=False,
         )
 
-    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+    @property
+    def control_texts(self) -> frozenset[str]:
+        return frozenset()  # byte tokens: no text parses as a control token
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
         return list(text.encode("utf-8"))
 
     def token_bytes(self, token: int) -> bytes:

@@ -32,13 +32,16 @@ def _byte_tokens() -> list[str]:
     return [table[b] for b in range(256)]
 
 
-def write_base(path: Path, *, seed: int = 0, arch: str = "llama") -> None:
+def write_base(path: Path, *, seed: int = 0, arch: str = "llama", controls: tuple[str, ...] = (),
+               chat_template: str | None = None, add_bos: bool = False) -> None:
     """A one-layer Llama with a 258-token byte vocabulary: llama.cpp loads and runs it
-    (``arch`` other than "llama" makes a well-formed file llama.cpp refuses)."""
+    (``arch`` other than "llama" makes a well-formed file llama.cpp refuses). ``controls``
+    are more control tokens after ``<s>`` and ``</s>`` (with a ``chat_template`` that uses
+    them: another family's template on a real tokenizer)."""
     import gguf
 
     rng = np.random.default_rng(seed)
-    n_vocab, n_embd, n_ff, n_head = 258, 32, 64, 2
+    n_vocab, n_embd, n_ff, n_head = 258 + len(controls), 32, 64, 2
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name("corpus-base")
     w.add_context_length(512)
@@ -52,12 +55,14 @@ def write_base(path: Path, *, seed: int = 0, arch: str = "llama") -> None:
     w.add_file_type(0)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt-2")
-    w.add_token_list(_byte_tokens() + ["<s>", "</s>"])
-    w.add_token_types([1] * 256 + [3, 3])
+    w.add_token_list(_byte_tokens() + ["<s>", "</s>", *controls])
+    w.add_token_types([1] * 256 + [3] * (2 + len(controls)))
     w.add_token_merges(["Ġ t"])
     w.add_bos_token_id(256)
     w.add_eos_token_id(257)
-    w.add_add_bos_token(False)
+    w.add_add_bos_token(add_bos)
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
 
     def t(name: str, *shape: int) -> None:
         w.add_tensor(name, (rng.standard_normal(shape) * 0.1).astype(np.float32))

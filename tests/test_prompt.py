@@ -24,6 +24,7 @@ from askgpt.runtime.prompt import (
     build_request,
     parse_example,
     render_plain,
+    text_of,
     user_content,
 )
 
@@ -86,12 +87,12 @@ def test_zero_shot_is_system_plus_input() -> None:
 def test_few_shot_examples_precede_the_real_input() -> None:
     req = Request("cheese", system="Translate.", examples=(Example("sea otter", "loutre de mer"),))
     assert [m.role for m in build_messages(req)] == ["system", "user", "assistant", "user"]
-    assert build_messages(req)[2].content == "loutre de mer"
+    assert build_messages(req)[2].text == "loutre de mer"
 
 
 def test_documents_come_first_each_delimited() -> None:
     req = Request("summarize", documents=(Document("a.txt", "AAA\n"), Document("stdin", "BBB")))
-    assert user_content(req) == (
+    assert text_of(user_content(req)) == (
         '<document source="a.txt">\nAAA\n</document>\n\n<document source="stdin">\nBBB\n</document>\n\nsummarize'
     )
 
@@ -99,8 +100,9 @@ def test_documents_come_first_each_delimited() -> None:
 def test_plain_completion_prompt_for_models_without_template() -> None:
     req = Request("cheese", system="Translate English to French.", examples=(Example("sea otter", "loutre de mer"),))
     expected = "Translate English to French.\n\nInput: sea otter\nOutput: loutre de mer\n\nInput: cheese\nOutput:"
-    assert render_plain(req) == expected
-    assert format_prompt(info(None), req) == FormattedPrompt(expected, stop=("\nInput:",))
+    assert text_of(render_plain(req)) == expected
+    formatted = format_prompt(info(None), req)
+    assert (formatted.text, formatted.stop) == (expected, ("\nInput:",))
 
 
 @given(words=st.lists(st.text(min_size=1), max_size=5), piped=st.one_of(st.none(), st.text()))
@@ -111,7 +113,7 @@ def test_build_request_never_drops_input(words: list[str], piped: str | None) ->
     except UsageError:
         assert not prompt.strip() and not (piped or "").strip()
         return
-    everything = user_content(req)
+    everything = text_of(user_content(req))
     if prompt.strip():
         assert prompt.strip() in everything
     if piped and piped.strip():
