@@ -2,23 +2,29 @@
 
     python benchmarks/kv_memory.py
 
+askgpt turns flash attention on only for q8_0 (llama.cpp stores a quantized V cache only
+with it), so comparing askgpt's f16 with its q8_0 would mix two changes. Every comparison
+here is like for like: q8_0 against f16 *with flash attention on as well*, so only the
+cache type differs; askgpt's default f16 (flash attention off) is shown beside it.
+
 1. Effect of a q8_0 cache on the built-in model, against f16, in one process:
    next-token agreement and KL divergence over a 3,000-token text of real prose
    (teacher-forced, so every position is compared), and greedy answers to the
    factual questions of benchmarks/answers.py and to a question about a planted
    fact deep in a 3,000-token document.
-2. Peak resident memory of a whole `askgpt` process at --ctx 2048, 4096 and 8192
-   with a document filling 3/4 of the window, for f16 and q8_0 (the kernel's
-   ru_maxrss of each child).
+2. Peak resident memory of a whole askgpt process at --ctx 2048, 4096 and 8192
+   with a document filling 3/4 of the window, for f16 (flash attention off and on)
+   and q8_0 (the kernel's ru_maxrss of each child).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +43,40 @@ from askgpt.runtime.prompt import Document, Request  # noqa: E402
 from askgpt.runtime.sampling import SamplingConfig  # noqa: E402
 
 NEEDLE = "The harbour master of Port Ellery is called Wendell Okafor."
+# (label, --kv-type, flash attention): askgpt's two settings and the like-for-like f16.
+SETUPS = (("f16", "f16", False), ("f16+fa", "f16", True), ("q8_0", "q8_0", True))
+
+# A whole askgpt process with llama.cpp's flash attention forced on or off (argv[1]).
+FLASH_CHILD = """
+import sys
+import llama_cpp
+init = llama_cpp.Llama.__init__
+def forced(self, *args, **kwargs):
+    kwargs["flash_attn"] = sys.argv[1] == "on"
+    init(self, *args, **kwargs)
+llama_cpp.Llama.__init__ = forced
+sys.argv = ["askgpt", *sys.argv[2:]]
+from askgpt.cli.entry import main
+main()
+"""
+
+
+@contextmanager
+def flash_attention(on: bool) -> Iterator[None]:
+    """llama.cpp's flash attention on or off for the models loaded inside, whatever askgpt picks."""
+    import llama_cpp
+
+    init = llama_cpp.Llama.__init__
+
+    def forced(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["flash_attn"] = on
+        init(self, *args, **kwargs)
+
+    llama_cpp.Llama.__init__ = forced
+    try:
+        yield
+    finally:
+        llama_cpp.Llama.__init__ = init
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -52,29 +92,34 @@ def answer_effect() -> None:
         doc, n_doc = haystack(3000, 0.7, NEEDLE, "prose", 2, count)
         tokens = probe.tokenize(prose, add_bos=False)[:3500]
     logits, answers = {}, {}
-    for kv in ("f16", "q8_0"):
-        with load_llama_engine(builtin_model(), EngineConfig(n_ctx=4096, kv_type=kv, all_logits=True)) as engine:
-            logits[kv] = log_softmax(sequence_logits(engine, tokens))
-        with load_llama_engine(builtin_model(), EngineConfig(n_ctx=4096, kv_type=kv)) as engine:
-            greedy = GenerationConfig(48, SamplingConfig(temperature=0))
-            answers[kv] = [ask(engine, Request(q, system=DEFAULT_SYSTEM), greedy).text() for q, _ in QUESTIONS]
-            answers[kv].append(ask(engine, Request("Who is the harbour master of Port Ellery?", system=DEFAULT_SYSTEM,
-                                                   documents=(Document("doc.txt", doc),)), greedy).text())
-    p, q = logits["f16"], logits["q8_0"]
-    kl = (np.exp(p) * (p - q)).sum(axis=-1)
-    top1 = (p.argmax(-1) == q.argmax(-1)).mean()
-    print(f"## q8_0 against f16 over {len(tokens):,} tokens of prose (teacher-forced)")
-    print(f"next-token top-1 agreement {top1:.4f}; KL mean {kl.mean():.5f}, 99th percentile "
-          f"{np.percentile(kl, 99):.5f}, max {kl.max():.4f} nats")
-    same = sum(a == b for a, b in zip(answers["f16"], answers["q8_0"], strict=True))
-    print(f"greedy answers identical: {same}/{len(answers['f16'])} "
-          f"({len(QUESTIONS)} factual questions and one question about a {n_doc:,}-token document)")
-    for name, ans in (("f16", answers["f16"][-1]), ("q8_0", answers["q8_0"][-1])):
-        print(f"  document answer, {name}: {ans.strip()[:100]!r} (names Okafor: {'Okafor' in ans})")
+    for label, kv, flash in SETUPS:
+        with flash_attention(flash):
+            with load_llama_engine(builtin_model(), EngineConfig(n_ctx=4096, kv_type=kv, all_logits=True)) as engine:
+                logits[label] = log_softmax(sequence_logits(engine, tokens))
+            with load_llama_engine(builtin_model(), EngineConfig(n_ctx=4096, kv_type=kv)) as engine:
+                greedy = GenerationConfig(48, SamplingConfig(temperature=0))
+                answers[label] = [ask(engine, Request(q, system=DEFAULT_SYSTEM), greedy).text() for q, _ in QUESTIONS]
+                answers[label].append(ask(engine, Request("Who is the harbour master of Port Ellery?",
+                                                          system=DEFAULT_SYSTEM, documents=(Document("doc.txt", doc),)),
+                                          greedy).text())
+    for base, other, what in (("f16+fa", "q8_0", "q8_0 against f16, both with flash attention (like for like)"),
+                              ("f16", "f16+fa", "f16 with flash attention against f16 without (askgpt's default)")):
+        p, q = logits[base], logits[other]
+        kl = (np.exp(p) * (p - q)).sum(axis=-1)
+        top1 = (p.argmax(-1) == q.argmax(-1)).mean()
+        print(f"## {what}, over {len(tokens):,} tokens of prose (teacher-forced)")
+        print(f"next-token top-1 agreement {top1:.4f}; KL mean {kl.mean():.5f}, 99th percentile "
+              f"{np.percentile(kl, 99):.5f}, max {kl.max():.4f} nats")
+        same = sum(a == b for a, b in zip(answers[base], answers[other], strict=True))
+        print(f"greedy answers identical: {same}/{len(answers[base])} "
+              f"({len(QUESTIONS)} factual questions and one question about a {n_doc:,}-token document)\n")
+    for label, _, _ in SETUPS:
+        ans = answers[label][-1]
+        print(f"  document answer, {label}: {ans.strip()[:100]!r} (names Okafor: {'Okafor' in ans})")
 
 
-def peak_rss_mb(cmd: list[str], env: dict[str, str]) -> float:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+def peak_rss_mb(cmd: list[str], env: dict[str, str], cwd: str) -> float:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         sys.exit(f"failed: {' '.join(cmd[:6])}...")
@@ -82,25 +127,26 @@ def peak_rss_mb(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def memory_table() -> None:
-    askgpt = shutil.which("askgpt", path=str(Path(sys.executable).parent)) or sys.exit("install askgpt first")
     with load_llama_engine(builtin_model(), EngineConfig(n_ctx=512)) as probe:
         count = lambda s: len(probe.tokenize(s))  # noqa: E731
         docs = {ctx: haystack(ctx * 3 // 4, 0.5, NEEDLE, "prose", 3, count)[0] for ctx in (2048, 4096, 8192)}
     print("\n## Peak RSS of a whole askgpt process, document filling 3/4 of the window (-n 32, --strategy stuff)")
-    print("| --ctx | f16 cache | q8_0 cache |")
-    print("|---|---|---|")
+    print("| --ctx | f16 cache (askgpt's default: no flash attention) | f16 cache, flash attention | q8_0 cache "
+          "(flash attention) |")
+    print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         env = {**os.environ, "ASKGPT_HOME": str(Path(work) / "home")}
         for ctx, text in docs.items():
             path = Path(work) / f"doc{ctx}.txt"
             path.write_text(text)
             row = []
-            for kv in ("f16", "q8_0"):
-                cmd = [askgpt, "--ctx", str(ctx), "--kv-type", kv, "--no-cache", "-t", "0", "-n", "32",
-                       "--strategy", "stuff", "--read-tokens", str(ctx), "-f", str(path),
-                       "Who is the harbour master of Port Ellery?"]
-                row.append(f"{peak_rss_mb(cmd, env):,.0f} MB")
-            print(f"| {ctx} | {row[0]} | {row[1]} |")
+            for _, kv, flash in SETUPS:
+                # Run from an empty folder: the checkout's root would shadow the installed askgpt.
+                cmd = [sys.executable, "-c", FLASH_CHILD, "on" if flash else "off", "--ctx", str(ctx), "--kv-type",
+                       kv, "--no-cache", "-t", "0", "-n", "32", "--strategy", "stuff", "--read-tokens", str(ctx),
+                       "-f", str(path), "Who is the harbour master of Port Ellery?"]
+                row.append(f"{peak_rss_mb(cmd, env, cwd=work):,.0f} MB")
+            print(f"| {ctx} | {' | '.join(row)} |")
 
 
 if __name__ == "__main__":

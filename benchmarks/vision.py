@@ -184,7 +184,8 @@ def main() -> None:
             path = work / f"photo{Path(name).suffix}"  # a neutral name: the answer must come from the pixels
             shutil.copy(sample(name), path)
             answer, _ = ask("What is in this picture?", path, "--image-mode", mode)
-            hits.append(bool(re.search(words, answer, re.I)))
+            # Whole words (and their plurals): a bare substring would count "cat" in "indicates".
+            hits.append(bool(re.search(rf"\b(?:{words})(?:e?s)?\b", answer, re.I)))
         print(f"--image-mode {mode:5s}: {sum(hits)}/{len(hits)} right  {hits}")
 
     print("\n## 5. Time to first token, whole process: start to the first byte of the answer (median of 5)")

@@ -7,6 +7,7 @@ both work.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import io
 import os
@@ -21,9 +22,10 @@ from typer.core import TyperGroup
 
 from askgpt import __version__
 from askgpt.runtime.engine import EngineFactory
-from askgpt.runtime.errors import AskgptError, ExitCode
+from askgpt.runtime.errors import AskgptError, ExitCode, OutputError
 from askgpt.runtime.settings import truthy
 
+from .config import checked_option
 from .render import Messages, format_error
 
 
@@ -35,6 +37,9 @@ def _click_exceptions() -> Any:
 
 
 _GROUP_OPTIONS = frozenset({"-h", "--help", "--version", "--install-completion", "--show-completion"})
+# `askgpt help` and `askgpt version` alone are what a user means by them, not questions for
+# the model (`askgpt ask help` asks the word).
+_WORD_COMMANDS = {"help": "--help", "version": "--version"}
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -47,6 +52,8 @@ class DefaultCommandGroup(TyperGroup):
         self.subcommand_metavar = "PROMPT... | COMMAND [ARGS]..."
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if len(args) == 1 and args[0] in _WORD_COMMANDS:
+            args = [_WORD_COMMANDS[args[0]]]
         if not args or (args[0] not in self.commands and args[0] not in _GROUP_OPTIONS):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
@@ -68,7 +75,7 @@ class DefaultCommandGroup(TyperGroup):
             code = exc.exit_code
         except errors.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "askgpt"
-            typer.echo(f"askgpt: error: {exc.format_message()}; see '{where} --help'", err=True)
+            typer.echo(f"askgpt: error: {exc.format_message().rstrip('.')}; see '{where} --help'", err=True)
             code = exc.exit_code
         except errors.ClickException as exc:
             typer.echo(f"askgpt: error: {exc.format_message()}", err=True)
@@ -76,9 +83,52 @@ class DefaultCommandGroup(TyperGroup):
         except aborts:  # Ctrl-C while click itself was running
             typer.echo("askgpt: interrupted", err=True)
             code = int(ExitCode.INTERRUPTED)
+        except BrokenPipeError:  # outside a command's error boundary (--help, --version)
+            _silence_stdout()
+            code = int(ExitCode.OK)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            _silence_stdout()
+            typer.echo(f"askgpt: error: cannot write: {exc.strerror or exc}", err=True)
+            code = int(ExitCode.RUNTIME_ERROR)
+        code = _flush_stdout(code)
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's own flush at exit neither fails again
+    nor prints a second complaint about a stream that cannot be written."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a real file (a test's capture): nothing to do
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+# A disk (or device) that takes no more: stdout sent to a full disk or /dev/full, a file
+# askgpt writes. One line, exit 1; not an internal error.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _flush_stdout(code: int) -> int:
+    """Output still buffered is written now, where a failure is one line, not at exit.
+    A closed pipe is no error (`askgpt logs | head -1`); a full disk is (exit 1)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as exc:
+        _silence_stdout()
+        typer.echo(f"askgpt: error: cannot write to stdout: {exc.strerror or exc}", err=True)
+        return int(ExitCode.RUNTIME_ERROR) if code == 0 else code
+    except ValueError:  # stdout already closed
+        pass
+    return code
 
 
 @contextmanager
@@ -89,6 +139,8 @@ def error_boundary(messages: Messages, *, debug: bool) -> Iterator[None]:
     except AskgptError as exc:
         if debug:
             traceback.print_exc()
+        if isinstance(exc, OutputError):
+            _silence_stdout()
         messages.line(format_error(exc))
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
@@ -97,15 +149,21 @@ def error_boundary(messages: Messages, *, debug: bool) -> Iterator[None]:
     except BrokenPipeError:
         # The reader went away (`askgpt ... | head`): stop quietly, and keep
         # Python from complaining when it flushes stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         raise typer.Exit(int(ExitCode.OK)) from None
     except typer.Exit:
         raise
     except Exception as exc:  # a bug: still one line, traceback on request
         if debug:
             traceback.print_exc()
-        messages.line(f"askgpt: internal error: {type(exc).__name__}: {exc}; rerun with --debug for a traceback")
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+            try:  # output still held for stdout would fail again at exit
+                sys.stdout.flush()
+            except OSError:
+                _silence_stdout()
+            messages.line(f"askgpt: error: cannot write: {exc.strerror or exc}")
+        else:
+            messages.line(f"askgpt: internal error: {type(exc).__name__}: {exc}; rerun with --debug for a traceback")
         raise typer.Exit(int(ExitCode.RUNTIME_ERROR)) from None
 
 
@@ -141,7 +199,8 @@ HELP = """Ask a local model from the terminal, offline.
   askgpt models list
 
 With no subcommand, the arguments are a question for `askgpt ask` (see `askgpt ask --help`
-for every option). To ask a question that starts with a subcommand's name, write `askgpt ask ...`.
+for every option). To ask a question that starts with a subcommand's name, write `askgpt ask ...`;
+`askgpt help` and `askgpt version` alone are --help and --version.
 """
 
 
@@ -169,7 +228,11 @@ PretrainedOpt = Annotated[str | None, typer.Option(
     "--pretrained", metavar="TAG", help="open_clip's pretrained weights, e.g. laion2b_s34b_b79k "
                                         "(downloads once; needs a connection).", show_default=False)]
 CheckpointOpt = Annotated[str | None, typer.Option(
-    "--checkpoint", metavar="FILE", help="Weights from a local file (offline).", show_default=False)]
+    "--checkpoint", metavar="FILE", help="Weights from a local file (offline): safetensors, unless "
+                                         "--trust-pickle.", show_default=False)]
+TrustPickleOpt = Annotated[bool, typer.Option(
+    "--trust-pickle", help="Also accept a --checkpoint that is not safetensors (a pickle: loading one can run "
+                           "code; only for files you trust).")]
 RandomOpt = Annotated[bool, typer.Option(
     "--random", help="Random weights: exercises the whole pipeline; answers are meaningless.")]
 ModelConfigOpt = Annotated[str | None, typer.Option(
@@ -257,7 +320,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             help="Document tokens the model reads well at once; more goes through --strategy.")] = 1024,
         temperature: Annotated[float | None, typer.Option(
             "-t", "--temperature", min=0.0, metavar="T", help="Sampling temperature; 0 is greedy [default: 0.2].",
-            show_default=False)] = None,
+            show_default=False, callback=checked_option("temperature"))] = None,
         max_tokens: Annotated[int | None, typer.Option(
             "-n", "--max-tokens", min=1, metavar="N", help="Most tokens to generate [default: 512].",
             show_default=False)] = None,
@@ -267,21 +330,21 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--lookup", min=0, metavar="N",
             help="Prompt-lookup decoding with greedy sampling (-t 0): guess up to N tokens from text that "
                  "came before and check them in one step; 0 turns it off [default: 0].",
-            show_default=False)] = None,
+            show_default=False, callback=checked_option("lookup_tokens"))] = None,
         ctx: Annotated[int | None, typer.Option(
             "--ctx", min=0, metavar="N",
             help="Context size in tokens; 0 = the model's training context [default: 4096].",
-            show_default=False)] = None,
+            show_default=False, callback=checked_option("ctx"))] = None,
         threads: Annotated[int | None, typer.Option(
             "--threads", min=1, metavar="N", help="CPU threads [default: the number of physical cores].",
-            show_default=False)] = None,
+            show_default=False, callback=checked_option("threads"))] = None,
         batch: Annotated[int | None, typer.Option(
             "--batch", min=1, metavar="N", help="Prompt tokens evaluated per step [default: 512].",
-            show_default=False)] = None,
+            show_default=False, callback=checked_option("batch"))] = None,
         gpu_layers: Annotated[int | None, typer.Option(
             "--gpu-layers", min=0, metavar="N",
             help="Layers to run on the GPU, 0 for none [default: all where llama.cpp was built with a GPU "
-                 "backend, else 0].", show_default=False)] = None,
+                 "backend, else 0].", show_default=False, callback=checked_option("gpu_layers"))] = None,
         kv_type: Annotated[str | None, typer.Option(
             "--kv-type", metavar="f16|q8_0|f32",
             help="Attention cache type; q8_0 halves its memory for long windows [default: f16].",
@@ -315,6 +378,9 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress or warnings on stderr.")] = False,
         debug: Annotated[bool, typer.Option(
             "--debug", help="Show tracebacks and llama.cpp's own log lines (also ASKGPT_DEBUG=1).")] = False,
+        show_prompt: Annotated[bool, typer.Option(
+            "--show-prompt", help="Print the exact prompt the model would get (its control tokens too) "
+                                  "and exit without generating.")] = False,
     ) -> None:
         """Ask the model (the default command). Stdin, when piped, is the document."""
         from askgpt.runtime.settings import load_settings
@@ -333,7 +399,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 threads=threads, batch=batch, gpu_layers=gpu_layers, kv_type=kv_type,
                 prefix_cache=not no_cache, continue_last=continue_last, conversation_id=cid, log=not no_log,
                 template=template, json_object=json_object, schema=schema, extract=extract,
-                stream=not no_stream, stats=stats, debug=debug,
+                stream=not no_stream, stats=stats, debug=debug, show_prompt=show_prompt,
             )
             # A closed stdin (`askgpt ... <&-`) leaves sys.stdin None: treat it as absent.
             stdin_open = sys.stdin is not None
@@ -480,11 +546,14 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
     ) -> None:
         """Quantize a GGUF with llama.cpp's quantizer; the output appears only when complete and checked."""
+        from askgpt.runtime.settings import resolve_paths
+
         from .convert import run_quantize
 
         messages = Messages(sys.stderr, quiet=quiet)
         with error_boundary(messages, debug=_debug_enabled(False)):
-            run_quantize(source, output, out_type, force=force, messages=messages)
+            run_quantize(source, output, out_type, force=force, messages=messages,
+                         trial_cache=resolve_paths(os.environ).cache_dir)
 
     @convert_app.command("report")
     def convert_report(
@@ -514,6 +583,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         model: ClipModelArg,
         pretrained: PretrainedOpt = None,
         checkpoint: CheckpointOpt = None,
+        trust_pickle: TrustPickleOpt = False,
         random: RandomOpt = False,
         model_config: ModelConfigOpt = None,
         name: Annotated[str | None, typer.Option(
@@ -535,7 +605,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(messages, debug=debug):
             run_setup(model, pretrained=pretrained, checkpoint=checkpoint, random=random,
                       model_config=model_config, name=name, int8=int8,
-                      paths=load_settings(os.environ).paths, messages=messages, debug=debug)
+                      paths=load_settings(os.environ).paths, messages=messages, debug=debug,
+                      trust_pickle=trust_pickle)
 
     vision_app.command("setup")(vision_setup)
     convert_app.command("clip")(vision_setup)
@@ -548,6 +619,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "--for", metavar="NAME|PATH", help="The language model the projector is fitted to.")],
         pretrained: PretrainedOpt = None,
         checkpoint: CheckpointOpt = None,
+        trust_pickle: TrustPickleOpt = False,
         random: RandomOpt = False,
         model_config: ModelConfigOpt = None,
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
@@ -566,7 +638,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         messages = Messages(sys.stderr, quiet=quiet)
         debug = _debug_enabled(debug)
         with error_boundary(messages, debug=debug):
-            source = ClipSetupConfig(model, pretrained=pretrained, random=random,
+            source = ClipSetupConfig(model, pretrained=pretrained, random=random, trust_pickle=trust_pickle,
                                      checkpoint=Path(checkpoint).expanduser() if checkpoint else None,
                                      model_config=Path(model_config).expanduser() if model_config else None)
             run_mmproj(source, for_model, output, settings=load_settings(os.environ),
@@ -616,11 +688,12 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                                                          help="An image for the first question, repeatable.",
                                                          show_default=False)] = None,
         ctx: Annotated[int | None, typer.Option("--ctx", min=0, metavar="N", help="Context size, as for ask.",
-                                                show_default=False)] = None,
+                                                show_default=False, callback=checked_option("ctx"))] = None,
         max_tokens: Annotated[int | None, typer.Option("-n", "--max-tokens", min=1, metavar="N",
                                                        help="Most tokens per answer.", show_default=False)] = None,
         temperature: Annotated[float | None, typer.Option("-t", "--temperature", min=0.0, metavar="T",
-                                                          help="Sampling temperature.", show_default=False)] = None,
+                                                          help="Sampling temperature.", show_default=False,
+                                                          callback=checked_option("temperature"))] = None,
         no_log: Annotated[bool, typer.Option("--no-log", help="Do not log the turns.")] = False,
     ) -> None:
         """Talk with the model: it loads once and keeps the conversation in its attention cache.
@@ -742,7 +815,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-            typer.echo(f"saved {name} ({run_edit(_store(), name, editor)})")
+            saved = run_edit(_store(), name, editor)
+            typer.echo(f"saved {name} ({saved})" if saved is not None else f"{name} is unchanged; nothing was saved")
 
     @templates_app.command("rm")
     def templates_rm(name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
@@ -772,7 +846,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_show(resolve_paths(os.environ), environ(), as_json=as_json)
 
-    @config_app.command("set")
+    # A VALUE such as -5 is a value to check, not an unknown option.
+    @config_app.command("set", context_settings={"ignore_unknown_options": True})
     def config_set(
         key: Annotated[str, typer.Argument(metavar="KEY", help="A config key (askgpt config show lists them).")],
         value: Annotated[str, typer.Argument(metavar="VALUE", help="Its new value, checked before it is written.")],

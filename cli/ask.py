@@ -6,25 +6,49 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from askgpt.runtime.ask import Answer, GenerationConfig, StopReason
+from askgpt.runtime.ask import Answer, GenerationConfig, StopReason, prepare, shown
 from askgpt.runtime.assistant import Assistant
-from askgpt.runtime.conversation import exchange_of, fit_history, turns_of
+from askgpt.runtime.conversation import exchange_of, fit_history, not_replayed, turns_of
 from askgpt.runtime.engine import Engine, EngineFactory
-from askgpt.runtime.errors import UsageError
+from askgpt.runtime.errors import (
+    InputNotFoundError,
+    ModelNotFoundError,
+    OutputError,
+    StructuredOutputError,
+    UsageError,
+)
 from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
 from askgpt.runtime.inputs import Inputs, collect_inputs
-from askgpt.runtime.longdoc import LongContextConfig, Strategy
-from askgpt.runtime.models import ModelRef
+from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
+from askgpt.runtime.models import ModelRef, find_mmproj
 from askgpt.runtime.prompt import DEFAULT_SYSTEM as PROMPT_DEFAULT_SYSTEM
 from askgpt.runtime.prompt import Request, Turn
 from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import KV_CACHE_TYPES, Settings, engine_config, model_ref, system_prompt
+from askgpt.runtime.settings import (
+    ENV_OVERRIDES,
+    KV_CACHE_TYPES,
+    Settings,
+    context_size,
+    engine_config,
+    model_ref,
+    system_prompt,
+)
 from askgpt.runtime.structured import ANY_OBJECT, check_json, constrain, first_code_block, load_schema
 from askgpt.runtime.templates import TemplateStore, apply_template, template_words
 
-from .render import Messages, format_cache_events, format_quotes, format_stats, make_sink, neutralize, stream_answer
+from .render import (
+    AnswerSink,
+    Messages,
+    format_cache_events,
+    format_quotes,
+    format_stats,
+    make_sink,
+    neutralize,
+    stream_answer,
+)
 
 DEFAULT_SYSTEM = PROMPT_DEFAULT_SYSTEM  # the CLI's name for it (tests and benchmarks import it from here)
 
@@ -67,6 +91,7 @@ class AskOptions:
     stream: bool = True
     stats: bool = False
     debug: bool = False  # also show llama.cpp's own log lines
+    show_prompt: bool = False  # --show-prompt: print the prompt the model would get, run nothing
 
 
 @dataclass(frozen=True)
@@ -77,12 +102,124 @@ class Streams:
     stdout_is_terminal: bool
 
 
-def _whole(answer: Answer) -> Iterator[str]:
-    yield answer.text()
+def _whole(pieces: Iterator[str], is_json: bool) -> Iterator[str]:
+    """--no-stream: the answer once complete. JSON that is not complete is not written at
+    all (a script would get half an object); the error says why, the log keeps it."""
+    text = "".join(pieces)
+    if is_json:
+        try:
+            check_json(text)
+        except StructuredOutputError as exc:
+            raise StructuredOutputError(f"{exc.message}, so nothing was written", hint=exc.hint) from exc
+    yield text
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Text to stdout past the answer itself; a write error is an `OutputError`, as in `_CheckedSink`."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _output_error(exc) from exc
+
+
+def _output_error(exc: OSError) -> OutputError:
+    return OutputError(f"cannot write the answer to stdout: {exc.strerror or exc}",
+                       hint="check the file or device stdout goes to")
+
+
+class _CheckedSink:
+    """A sink whose write errors are an `OutputError` (a full disk: one line, exit 1);
+    a closed pipe stays a BrokenPipeError (the reader went away: askgpt stops quietly)."""
+
+    def __init__(self, sink: AnswerSink) -> None:
+        self._sink = sink
+
+    def write(self, piece: str) -> None:
+        try:
+            self._sink.write(piece)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _output_error(exc) from exc
+
+    def finish(self) -> None:
+        try:
+            self._sink.finish()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _output_error(exc) from exc
+
+
+def resolve_ref(settings: Settings, model: str | None, endpoint: str | None) -> ModelRef:
+    """`model_ref`, whose error says where a default model's name came from."""
+    try:
+        return model_ref(settings, model, endpoint)
+    except ModelNotFoundError as exc:
+        configured = settings.defaults.model
+        if model is not None or configured is None or endpoint or settings.defaults.endpoint:
+            raise
+        where = (f"${ENV_OVERRIDES['model']}" if os.environ.get(ENV_OVERRIDES["model"]) == configured
+                 else f"the model key of {settings.paths.config_file}")
+        raise ModelNotFoundError(f"{exc.message} (the default model, set by {where})", hint=exc.hint) from exc
+
+
+def _check_vision_options(opts: AskOptions, settings: Settings) -> None:
+    """The image options are checked even when no image is given: a typo is not ignored."""
+    if opts.ocr == "auto" and opts.image_mode is None and opts.encoder is None:
+        return
+    # Imported only here: the vision package pulls in numpy.
+    from askgpt.vision.clip import choose_encoder
+    from askgpt.vision.pipeline import ImageMode, OcrMode, parse_mode
+
+    parse_mode(opts.ocr, OcrMode, "--ocr")
+    if opts.image_mode is not None:
+        parse_mode(opts.image_mode, ImageMode, "--image-mode")
+    if opts.encoder is not None:
+        choose_encoder(settings.paths.data_dir, opts.encoder)
+
+
+class _NoGeneration:
+    """The engine for --show-prompt: everything but generating, which would be a model run."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._engine, name)
+
+    def generate(self, prompt: object, sampling: object) -> Iterator[int]:
+        raise UsageError("with this strategy the prompt is made of the model's own notes on each part of "
+                         "the documents, so --show-prompt cannot show it without running the model",
+                         hint="use --strategy retrieve, map-reduce or stuff, or a larger --read-tokens")
+
+
+def _show_prompt(engine: Engine, request: Request, config: GenerationConfig, long_context: LongContextConfig,
+                 streams: Streams, messages: Messages) -> None:
+    """--show-prompt: the prompt exactly as the model would get it, control tokens and all
+    (documents longer than --read-tokens as the strategy would cut them), on stdout."""
+    quiet = _NoGeneration(engine)
+    context = LongContext(quiet, long_context)  # type: ignore[arg-type]
+    _, report = context.answer(request, config)  # builds and checks the prompt; generates nothing
+    if report is not None and report.strategy is not Strategy.STUFF:
+        messages.warn(report.line())
+    final = context.last_request or request
+    text = shown(quiet, prepare(quiet, final, config))  # type: ignore[arg-type]
+    _write(streams.stdout, (neutralize(text) if streams.stdout_is_terminal else text) + "\n")
 
 
 def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFactory,
             streams: Streams, messages: Messages) -> None:
+    # Every option is checked before anything is read or loaded, used or not.
+    if opts.ctx is not None:
+        context_size(opts.ctx)
+    _strategy(opts.strategy)
+    _kv_type(opts.kv_type or settings.defaults.kv_type)
+    if not opts.images:
+        _check_vision_options(opts, settings)
     template = TemplateStore(settings.paths.templates_dir).get(opts.template) if opts.template else None
     words = opts.prompt_words
     if template is not None:
@@ -108,7 +245,7 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     d = settings.defaults
     conversation = _Conversation(opts, settings, messages)
     request = replace(inputs.request, history=conversation.turns())
-    vision = _VisionStep(opts, settings, messages, inputs.stdin_image) if opts.images else None
+    vision = VisionStep(opts, settings, messages, inputs.stdin_image) if opts.images else None
     config = GenerationConfig(
         max_tokens=opts.max_tokens if opts.max_tokens is not None else d.max_tokens,
         sampling=SamplingConfig(
@@ -122,7 +259,9 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     if schema is not None:
         request, config = constrain(request, config, schema)
     long_context = LongContextConfig(strategy=_strategy(opts.strategy), read_tokens=opts.read_tokens)
-    ref = model_ref(settings, opts.model, opts.endpoint)
+    ref = resolve_ref(settings, opts.model, opts.endpoint)
+    if opts.mmproj:
+        find_mmproj(ref, opts.mmproj)  # a missing file fails now, image or not
     # The Python API's object: the CLI is a thin layer over it (runtime.assistant).
     assistant = Assistant(settings=settings, engine_factory=engine_factory, ref=ref, load=engine_config(
         settings, ref, ctx=opts.ctx, threads=opts.threads, batch=opts.batch, gpu_layers=opts.gpu_layers,
@@ -143,27 +282,34 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     try:
         if vision is not None:
             request = replace(request, images=vision.blocks(engine, ref))
+        if opts.show_prompt:
+            _show_prompt(engine, request, config, long_context, streams, messages)
+            return
         with messages.progress() as progress:
             response = assistant.respond(request, config, long_context, progress=progress)
         answer, report = response.answer, response.report
         if report is not None and report.strategy is not Strategy.STUFF:
             messages.warn(report.line())
         # JSON and extracted code go out as they are, never rendered as Markdown.
-        sink = make_sink(streams.stdout, markdown=streams.stdout_is_terminal and schema is None and not opts.extract)
+        sink = _CheckedSink(make_sink(streams.stdout, markdown=streams.stdout_is_terminal and schema is None
+                                      and not opts.extract))
+        # One generator for the whole answer, closed below however writing ends: a reader that
+        # went away (`| head -c 20`) then stops it as Ctrl-C does, and it is logged the same way.
+        pieces = iter(answer)
         try:
             conversation.record_when_done(ref, request, answer, config,
                                           vision.attachments() if vision is not None else ())
             if opts.extract:
-                stream_answer(_first_block(answer, messages), sink, waiting=messages.status("Writing the answer…"))
+                stream_answer(_first_block(pieces, messages), sink, waiting=messages.status("Writing the answer…"))
             elif opts.stream:
-                stream_answer(answer, sink, waiting=messages.status("Reading the prompt…"))
+                stream_answer(pieces, sink, waiting=messages.status("Reading the prompt…"))
             else:  # lazily, so the spinner covers the whole generation
-                stream_answer(_whole(answer), sink, waiting=messages.status("Writing the answer…"))
+                stream_answer(_whole(pieces, schema is not None), sink, waiting=messages.status("Writing the answer…"))
             if report is not None and report.quotes:
                 quotes = format_quotes(report.quotes)
-                streams.stdout.write(neutralize(quotes) if streams.stdout_is_terminal else quotes)
-                streams.stdout.flush()
+                _write(streams.stdout, neutralize(quotes) if streams.stdout_is_terminal else quotes)
         finally:
+            pieces.close()  # type: ignore[attr-defined]
             conversation.record()
             if getattr(engine, "image_urls_refused", False):  # a served model that takes no images
                 messages.warn("the server did not take the images themselves; the model got what askgpt's "
@@ -199,9 +345,9 @@ def _schema(opts: AskOptions) -> dict | None:
     return dict(ANY_OBJECT) if opts.json_object else None
 
 
-def _first_block(answer: Answer, messages: Messages) -> Iterator[str]:
+def _first_block(pieces: Iterator[str], messages: Messages) -> Iterator[str]:
     """-x: the first fenced code block of the whole answer (the answer itself if it has none)."""
-    text = answer.text()
+    text = "".join(pieces)
     block = first_code_block(text)
     if block is None:
         messages.warn("the answer has no fenced code block; printing it whole")
@@ -232,6 +378,9 @@ class _Conversation:
         self._write = opts.log and settings.defaults.log
         self._continue = opts.continue_last or opts.conversation_id is not None
         self._asked_id = opts.conversation_id
+        # What this ask attaches again needs no warning that it is not replayed.
+        given = (*opts.files, *opts.images)
+        self._attached = {*given, *(Path(g).name for g in given)}
         self.id = new_conversation_id()
         self._pending: tuple | None = None
 
@@ -248,8 +397,12 @@ class _Conversation:
             self._messages.warn(f"{exc.message}; answering without the earlier turns")
             return ()
         if not exchanges:
-            raise UsageError(f"no conversation {cid!r} in the log", hint="askgpt logs lists them")
+            raise InputNotFoundError(f"no conversation {cid!r} in the log", hint="askgpt logs lists them")
         self.id = cid
+        left = [name for name in not_replayed(exchanges) if name not in self._attached]
+        if left:
+            self._messages.warn(f"the earlier turns' attachments are not sent again (the log keeps their names, "
+                                f"not their contents): {', '.join(left)}; give them again (-f, -i) to ask about them")
         return turns_of(exchanges)
 
     def record_when_done(self, ref: ModelRef, request: Request, answer: Answer, config: GenerationConfig,
@@ -264,13 +417,15 @@ class _Conversation:
             return
         options = {"temperature": config.sampling.temperature, "max_tokens": config.max_tokens,
                    "seed": config.sampling.seed, "lookup_tokens": config.sampling.lookup_tokens}
+        if self._continue:  # how many earlier turns the model got (`askgpt logs show` lists them)
+            options["replayed_turns"] = len(request.history)
         try:
             self._log.record(exchange_of(self.id, ref, request, answer, options=options, images=images))
         except (LogError, OSError) as exc:
             self._messages.warn(f"{getattr(exc, 'message', exc)}; this exchange was not logged")
 
 
-class _VisionStep:
+class VisionStep:
     """Images for one ask: loaded and checked before the model loads (a bad file fails
     fast), encoded once the model is known (the projector depends on it)."""
 

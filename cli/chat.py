@@ -20,7 +20,7 @@ from askgpt.runtime.chat_session import MULTILINE, ChatSession, Command, help_te
 from askgpt.runtime.conversation import exchange_of
 from askgpt.runtime.engine import Engine, EngineFactory
 from askgpt.runtime.errors import AskgptError
-from askgpt.runtime.files import atomic_write
+from askgpt.runtime.files import atomic_write, atomic_write_with, private_folder
 from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
 from askgpt.runtime.inputs import read_document
 from askgpt.runtime.models import ModelRef
@@ -28,7 +28,7 @@ from askgpt.runtime.prompt import Request
 from askgpt.runtime.sampling import SamplingConfig
 from askgpt.runtime.settings import Settings, engine_config, model_ref, system_prompt
 
-from .ask import AskOptions, _VisionStep
+from .ask import AskOptions, VisionStep, resolve_ref
 from .render import Messages, format_error, format_stats, make_sink, stream_answer
 
 PROMPT = "askgpt> "
@@ -58,7 +58,7 @@ class _Lines:
             import readline
 
             self._readline: object | None = readline
-            history_file.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(history_file.parent)
             if history_file.exists():
                 readline.read_history_file(history_file)
             readline.set_history_length(1000)
@@ -70,8 +70,11 @@ class _Lines:
 
     def save(self) -> None:
         if self._readline is not None:
+            # The history holds the user's questions: written whole (never half a file)
+            # and private (0600), through the atomic writer.
+            write = self._readline.write_history_file  # type: ignore[attr-defined]
             try:
-                self._readline.write_history_file(self._file)  # type: ignore[attr-defined]
+                atomic_write_with(self._file, lambda tmp: write(str(tmp)))
             except OSError:
                 pass
 
@@ -87,12 +90,14 @@ class _Lines:
 
 
 def run_chat(opts: ChatOptions, *, settings: Settings, engine_factory: EngineFactory, messages: Messages,
-             stdout: TextIO = sys.stdout) -> None:
+             stdout: TextIO | None = None) -> None:
+    # sys.stdout is read now, not when this module was imported (a caller may have swapped it).
+    stdout = stdout or sys.stdout
     d = settings.defaults
     config = GenerationConfig(
         max_tokens=opts.max_tokens or d.max_tokens,
         sampling=_sampling(opts, d.temperature, d.repeat_penalty))
-    ref = model_ref(settings, opts.model, opts.endpoint)
+    ref = resolve_ref(settings, opts.model, opts.endpoint)  # an error names where a default model was set
     engine = _load(ref, opts, settings, engine_factory, messages)
     session = ChatSession(engine, config, system=system_prompt(settings, opts.system))
     for example in opts.examples:
@@ -193,7 +198,7 @@ class _Repl:
         self.messages.line(f"attached {document.source} to the next question")
 
     def _image(self, path: str) -> None:
-        step = _VisionStep(AskOptions(images=(path,)), self.settings, self.messages, None)
+        step = VisionStep(AskOptions(images=(path,)), self.settings, self.messages, None)
         self.session.images.extend(step.blocks(self.session.engine, self.ref))
         self.messages.line(f"attached {path} to the next question")
 

@@ -25,7 +25,8 @@ def run_types() -> None:
         print(f"{t.name:8s} {t.bits:11.2f}  {t.note}")
 
 
-def run_quantize(src: str, dst: str, type_name: str, *, force: bool, messages: Messages) -> None:
+def run_quantize(src: str, dst: str, type_name: str, *, force: bool, messages: Messages,
+                 trial_cache: Path | None = None) -> None:
     from askgpt.convert.quantize import quantize
     from askgpt.convert.types import output_type
     from askgpt.runtime.llama_engine import quantize_gguf
@@ -34,7 +35,8 @@ def run_quantize(src: str, dst: str, type_name: str, *, force: bool, messages: M
     threads = os.cpu_count() or 1
     with messages.status(f"Quantizing to {out_type.name}…"):
         summary = quantize(Path(src).expanduser(), Path(dst), out_type,
-                           lambda a, b, ftype: quantize_gguf(a, b, ftype, threads=threads), force=force)
+                           lambda a, b, ftype: quantize_gguf(a, b, ftype, threads=threads), force=force,
+                           trial_cache=trial_cache)
     for line in summary.lines():
         messages.line(line)
 
@@ -83,11 +85,13 @@ def run_report(model: str, reference: str, *, text: str | None, ctx: int, as_jso
 def run_mmproj(source: ClipSetupConfig, model: str, output: str, *, settings: Settings,
                engine_factory: EngineFactory, messages: Messages, debug: bool) -> None:
     """CLIP tower + askgpt's projector for MODEL -> an mmproj GGUF llama.cpp loads."""
+    from askgpt.convert.clip import check_source
     from askgpt.convert.mmproj import export_mmproj
     from askgpt.runtime.settings import model_ref
 
     from .vision import quiet_libraries
 
+    check_source(source)  # a refused checkpoint is said before the model loads
     ref = model_ref(settings, model)
     if ref.endpoint is not None:
         raise UsageError("the projector is fitted to a local model's token embeddings; name a GGUF file")

@@ -6,9 +6,9 @@ import os
 from dataclasses import replace
 
 from askgpt.runtime.discovery import Registry, discover, environ
-from askgpt.runtime.errors import AskgptError, ModelNotFoundError
+from askgpt.runtime.errors import AskgptError, ModelNotFoundError, UsageError
 from askgpt.runtime.model_info import ModelFacts, format_facts, model_facts
-from askgpt.runtime.models import ModelRef, list_models, resolve_model
+from askgpt.runtime.models import BUILTIN_ALIASES, ModelRef, check_model_name, list_models, resolve_model
 from askgpt.runtime.settings import load_settings
 
 from .render import Messages, print_result
@@ -18,11 +18,19 @@ def run_list(messages: Messages, *, as_json: bool) -> None:
     settings = load_settings(os.environ)
     rows: list[dict[str, object]] = []
     lines = []
-    registered = Registry(settings.paths.data_dir).entries()
+    registered = []
+    for f in Registry(settings.paths.data_dir).entries():
+        if f.name.lower() in BUILTIN_ALIASES:  # added before such names were refused: -m never reaches it
+            messages.warn(f"the added model {f.name!r} is hidden by the built-in model's name; "
+                          f"askgpt models rm {f.name}, then add it under another name")
+            continue
+        registered.append(f)
     refs = [(ref, "askgpt") for ref in list_models(settings.paths.models_dir)]
     refs += [(ModelRef(f.name, f.path, mmproj=f.mmproj), "added") for f in registered if f.endpoint is None]
     refs += [(ModelRef(f.name, f.path, mmproj=f.mmproj), f.source) for f in discover(environ())]
-    default = settings.defaults.model
+    if settings.config_error is not None:  # listed anyway: the list helps to fix the config
+        messages.warn(f"{settings.config_error.message}; its default model is not marked")
+    default = settings.file_defaults.model
     for ref, source in refs:
         try:
             facts: ModelFacts | None = model_facts(ref.path)
@@ -71,6 +79,7 @@ def run_info(spec: str, *, as_json: bool) -> None:
 def run_add(path: str, alias: str, mmproj: str | None) -> str:
     from pathlib import Path
 
+    check_model_name(alias)
     settings = load_settings(os.environ)
     file = Path(path).expanduser()
     if not file.is_file():
@@ -82,6 +91,7 @@ def run_add(path: str, alias: str, mmproj: str | None) -> str:
 
 
 def run_add_remote(name: str, endpoint: str, remote_model: str | None) -> str:
+    check_model_name(name)
     settings = load_settings(os.environ)
     found = Registry(settings.paths.data_dir).add_remote(name, endpoint, remote_model)
     return f"added {found.name} -> {found.endpoint}" + (f" ({found.remote_model})" if found.remote_model else "")
@@ -98,7 +108,15 @@ def run_default(name: str) -> str:
 
 def run_rm(name: str, *, delete_file: bool) -> str:
     settings = load_settings(os.environ)
-    found = Registry(settings.paths.data_dir).remove(name)
+    registry = Registry(settings.paths.data_dir)
+    entry = registry.get(name)
+    if delete_file and entry is not None and entry.endpoint is not None:
+        # Checked before the entry goes: a served model has no file (its path is ".").
+        raise UsageError(f"{name} is a served model ({entry.endpoint}): there is no file to delete",
+                         hint=f"askgpt models rm {name} forgets it")
+    found = registry.remove(name)
+    if found.endpoint is not None:
+        return f"removed {name}"
     if delete_file or found.created_by_askgpt:
         found.path.unlink(missing_ok=True)
         return f"removed {name} and deleted {found.path}"

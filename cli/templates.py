@@ -43,17 +43,32 @@ def run_save(store: TemplateStore, name: str, *, system: str | None, examples: t
     return store.save(Template(name, system or None, tuple(parsed), suffix or None))
 
 
-def run_edit(store: TemplateStore, name: str, editor: str) -> Path:
-    """Open the template's file in the editor (a built-in one is copied first), then check it."""
+def run_edit(store: TemplateStore, name: str, editor: str) -> Path | None:
+    """Open the template's file in the editor (a built-in one is copied first), then check
+    it. Only a change is kept: an unchanged copy of a built-in template is removed again,
+    so it does not replace the built-in one (which a later askgpt may improve). Returns the
+    file, or None when nothing changed."""
     path = store.path(name)
-    if not path.is_file():
+    copied = not path.is_file()
+    if copied:
         if name not in BUILTIN:
             store.get(name)  # raises "no template"
         store.save(BUILTIN[name])
+    before = path.read_bytes()
     try:
         subprocess.run([*shlex.split(editor), str(path)], check=True)
     except (OSError, subprocess.CalledProcessError) as exc:
+        if copied:
+            path.unlink(missing_ok=True)
         raise UsageError(f"the editor {editor!r} failed: {exc}", hint="set $EDITOR") from exc
+    try:
+        unchanged = path.read_bytes() == before
+    except FileNotFoundError:  # the editor deleted it: the built-in one (if any) applies again
+        return None
+    if unchanged:
+        if copied:
+            path.unlink()
+        return None
     store.get(name)  # a usage error naming the problem if the edit broke it
     return path
 

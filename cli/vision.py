@@ -35,13 +35,13 @@ def quiet_libraries(debug: bool) -> Iterator[None]:
 
 def run_setup(model: str, *, pretrained: str | None, checkpoint: str | None, random: bool,
               model_config: str | None, name: str | None, int8: bool, paths: Paths, messages: Messages,
-              debug: bool) -> None:
+              debug: bool, trust_pickle: bool = False) -> None:
     from askgpt.convert.clip import ClipSetupConfig, setup_clip
 
     config = ClipSetupConfig(
         model=model, pretrained=pretrained, checkpoint=Path(checkpoint).expanduser() if checkpoint else None,
         random=random, model_config=Path(model_config).expanduser() if model_config else None, name=name,
-        int8=int8, threads=os.cpu_count() or 1)
+        int8=int8, threads=os.cpu_count() or 1, trust_pickle=trust_pickle)
     with quiet_libraries(debug), messages.progress() as progress:
         report = setup_clip(config, paths.data_dir, progress=progress)
     meta = report.meta

@@ -56,6 +56,8 @@ class ClipSetupConfig:
     random: bool = False  # random weights: exercises the pipeline, answers are meaningless
     model_config: Path | None = None  # an open_clip model config JSON (custom sizes); its stem names it
     name: str | None = None  # the encoder's folder name (--as); default: the model name
+    # Also accept a checkpoint that is not safetensors (a pickle: loading one can run code).
+    trust_pickle: bool = False
     int8: bool = True
     threads: int = max(1, os.cpu_count() or 1)
 
@@ -94,14 +96,56 @@ def _source(config: ClipSetupConfig) -> str:
     if len(chosen) != 1:
         raise UsageError("give exactly one of --pretrained TAG, --checkpoint FILE or --random",
                          hint="e.g. askgpt vision setup ViT-B-32 --pretrained laion2b_s34b_b79k")
+    if config.pretrained is not None and _names_a_file(config.pretrained):
+        # open_clip loads a `pretrained` that is a file with torch.load: through here a
+        # pickle would skip the safetensors check below.
+        raise UsageError(f"--pretrained takes an open_clip tag, not a file: {config.pretrained}",
+                         hint=f"give a weights file with --checkpoint {config.pretrained}")
     if config.checkpoint is not None:
         if not config.checkpoint.is_file():
             raise UsageError(f"checkpoint not found: {config.checkpoint}")
+        if not config.trust_pickle and not is_safetensors(config.checkpoint):
+            raise UsageError(f"{config.checkpoint.name} is not a safetensors file; other checkpoints (.pt, .bin: "
+                             "pickles) can run code when loaded",
+                             hint="convert it to safetensors, or pass --trust-pickle if you trust its source")
         return f"checkpoint:{sha256_file(config.checkpoint)}"
     return f"pretrained:{config.pretrained}" if config.pretrained else "random"
 
 
-def _imports() -> tuple[Any, Any]:
+def _names_a_file(tag: str) -> bool:
+    if tag.startswith("hf-hub:"):
+        return False
+    return Path(tag).expanduser().exists() or "/" in tag or Path(tag).suffix.lower() in (
+        ".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl")
+
+
+def check_source(config: ClipSetupConfig) -> None:
+    """Refuse a wrong weights source (none or two given, a missing file, a pickle without
+    ``trust_pickle``) before anything slow (a model load) starts."""
+    _source(config)
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` holds safetensors, judged by its bytes (never its name): a
+    little-endian u64 header length, then that many bytes of a JSON object, inside the file."""
+    import json
+    import struct
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return False
+            (size,) = struct.unpack("<Q", head)
+            if size < 2 or size > min(100 << 20, path.stat().st_size - 8):
+                return False
+            header = json.loads(fh.read(size).decode("utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return False
+    return isinstance(header, dict)
+
+
+def import_open_clip() -> tuple[Any, Any]:
     try:
         import open_clip
         import torch
@@ -111,7 +155,7 @@ def _imports() -> tuple[Any, Any]:
     return torch, open_clip
 
 
-def _create(open_clip: Any, config: ClipSetupConfig) -> tuple[str, Any]:
+def create_model(open_clip: Any, config: ClipSetupConfig) -> tuple[str, Any]:
     model_name = config.model
     if config.model_config is not None:
         if not config.model_config.is_file():
@@ -121,15 +165,40 @@ def _create(open_clip: Any, config: ClipSetupConfig) -> tuple[str, Any]:
     if model_name not in open_clip.list_models():
         known = ", ".join([m for m in open_clip.list_models() if m.startswith("ViT-")][:8])
         raise UsageError(f"open_clip has no model {model_name!r}", hint=f"e.g. {known}, ...")
-    weights = str(config.checkpoint) if config.checkpoint else config.pretrained
+    import tempfile
+
     try:
-        model = open_clip.create_model(model_name, pretrained=weights, pretrained_text=False,
-                                       require_pretrained=not config.random)
+        with tempfile.TemporaryDirectory(prefix="askgpt-clip-") as folder:
+            weights = _weights_argument(config, Path(folder))
+            model = open_clip.create_model(model_name, pretrained=weights, pretrained_text=False,
+                                           require_pretrained=not config.random)
+    except UsageError:
+        raise
     except Exception as exc:  # downloads (offline), unreadable checkpoints, unknown tags
         raise ConvertError(f"cannot load the weights of {model_name}: {str(exc).splitlines()[0][:200]}",
                            hint="--pretrained downloads once and needs a connection; "
                                 "--checkpoint FILE works offline") from exc
     return model_name, model.eval()
+
+
+def _weights_argument(config: ClipSetupConfig, folder: Path) -> str | None:
+    """What open_clip's ``pretrained`` gets. open_clip (>= 2.27) picks its loader by the
+    name: safetensors for a name ending in .safetensors, else torch.load. A checkpoint
+    that is safetensors by its bytes is handed over under such a name (a link in
+    ``folder``), so no pickle loader ever reads it; others reach here only with
+    ``trust_pickle`` (open_clip then loads them with weights_only=True)."""
+    checkpoint = config.checkpoint
+    if checkpoint is None:
+        return config.pretrained
+    if not is_safetensors(checkpoint):
+        if not config.trust_pickle:  # _source refuses it first; checked again where it matters
+            raise UsageError(f"{checkpoint.name} is not a safetensors file", hint="pass --trust-pickle")
+        return str(checkpoint)
+    if checkpoint.name.endswith(".safetensors"):
+        return str(checkpoint)
+    link = folder / "checkpoint.safetensors"
+    link.symlink_to(checkpoint.resolve())
+    return str(link)
 
 
 def _visual_tower(torch: Any, visual: Any) -> Any:
@@ -163,7 +232,7 @@ def _text_tower(torch: Any, model: Any) -> Any:
     return Tower().eval()
 
 
-def _concept_encoder(torch: Any, open_clip: Any, model: Any) -> Callable[[Any], np.ndarray]:
+def concept_encoder(torch: Any, open_clip: Any, model: Any) -> Callable[[Any], np.ndarray]:
     """Text embeddings of tokenized prompts, in torch. A causal CLIP text tower pooled at
     the end-of-text token reads no position after it, so the padding is cut off: the
     concept prompts are ~8 tokens of 77, and setup embeds ~7,000 of them (ViT-B-32: about
@@ -232,9 +301,9 @@ def setup_clip(config: ClipSetupConfig, data_dir: Path, progress: Progress | Non
     name = config.name or (config.model_config.stem if config.model_config is not None else config.model)
     if not name or "/" in name or name.startswith(".") or name in (AUTO, BUILTIN, ANY_CLIP):
         raise UsageError(f"{name!r} cannot name an encoder", hint="pick another name with --as NAME")
-    torch, open_clip = _imports()
+    torch, open_clip = import_open_clip()
     step(f"loading {config.model}", 0)
-    model_name, model = _create(open_clip, config)
+    model_name, model = create_model(open_clip, config)
     step(f"loading {config.model}", 1)
     torch.set_num_threads(config.threads)
     prep = preprocess_of(model.visual)
@@ -278,7 +347,7 @@ def _build(torch: Any, open_clip: Any, model: Any, model_name: str, name: str, s
         text_ref = text(ids).numpy()
     text_got = _session(work / "text.onnx", config.threads).run(None, {"input_ids": ids.numpy()})[0]
     parity["text_max_abs_diff"] = float(np.abs(text_ref - text_got).max())
-    encode_concepts = _concept_encoder(torch, open_clip, model)
+    encode_concepts = concept_encoder(torch, open_clip, model)
     parity["concepts_max_abs_diff"] = float(np.abs(encode_concepts(ids) - text_ref).max())
 
     use_int8 = False

@@ -408,7 +408,7 @@ def convert_hf(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer,
 def _write_outputs(dst: Path, folder: Path, out_type: OutputType, float_type: str,
                    write_float: Callable[[Path], None], quantizer: Quantizer, progress: Progress | None) -> None:
     if out_type.name in FLOAT_TYPES:
-        atomic_write_with(dst, write_float)
+        atomic_write_with(dst, write_float, private=False)
     else:
         staged = folder / f".{dst.name}.{os.getpid()}.{float_type}.tmp"  # stale ones are found like temporaries
         try:
@@ -421,7 +421,7 @@ def _write_outputs(dst: Path, folder: Path, out_type: OutputType, float_type: st
                 run_interruptibly(lambda: quantizer(staged, tmp, out_type.ftype))
                 verify({t.name: t.shape for t in staged_summary.tensors}, tmp)
 
-            atomic_write_with(dst, write_quant)
+            atomic_write_with(dst, write_quant, private=False)
         finally:
             staged.unlink(missing_ok=True)
 

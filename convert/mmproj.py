@@ -36,7 +36,15 @@ from askgpt.runtime.errors import UsageError
 from askgpt.runtime.files import atomic_write_with
 from askgpt.vision.clip import concept_names
 
-from .clip import ClipSetupConfig, _concept_encoder, _create, _imports, _source, embed_concepts, preprocess_of
+from .clip import (
+    ClipSetupConfig,
+    check_source,
+    concept_encoder,
+    create_model,
+    embed_concepts,
+    import_open_clip,
+    preprocess_of,
+)
 
 GELU_SHIFT = 10.0  # mm.0's added bias: GELU is the identity to float precision around it
 GELU_RANGE = 3.0  # |s * (A x + a)| is scaled to stay within this on the probe images
@@ -107,10 +115,10 @@ def export_mmproj(source: ClipSetupConfig, model_gguf: Path, tokenize: Callable[
             progress(stage, done, total)
 
     started = time.perf_counter()
-    _source(source)
-    torch, open_clip = _imports()
+    check_source(source)
+    torch, open_clip = import_open_clip()
     step(f"loading {source.model}", 0)
-    model_name, model = _create(open_clip, source)
+    model_name, model = create_model(open_clip, source)
     visual = model.visual
     if not all(hasattr(visual, a) for a in ("conv1", "class_embedding", "positional_embedding", "proj", "ln_pre")) \
             or visual.proj is None:
@@ -119,7 +127,7 @@ def export_mmproj(source: ClipSetupConfig, model_gguf: Path, tokenize: Callable[
     step(f"loading {source.model}", 1)
 
     names = concept_names()
-    concepts = embed_concepts(_concept_encoder(torch, open_clip, model), open_clip.get_tokenizer(model_name),
+    concepts = embed_concepts(concept_encoder(torch, open_clip, model), open_clip.get_tokenizer(model_name),
                               names, step)
     step("fitting the projector", 0)
     w, b = fit_ridge(concepts, name_embeddings(model_gguf, names, tokenize))
@@ -169,6 +177,6 @@ def export_mmproj(source: ClipSetupConfig, model_gguf: Path, tokenize: Callable[
         writer.write_tensors_to_file()
         writer.close()
 
-    atomic_write_with(out, write)
+    atomic_write_with(out, write, private=False)
     n_patches = (int(size[0]) // patch) ** 2
     return MmprojReport(out, model_name, n_patches, int(a.shape[1]), time.perf_counter() - started)

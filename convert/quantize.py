@@ -1,5 +1,7 @@
 """GGUF -> smaller GGUF through llama.cpp's own quantizer, never leaving a partial file.
 
+The source passes the header walk and, the first time askgpt sees it, a load in a
+child process (runtime.model_guard), before llama.cpp's quantizer reads it here.
 The output is written to a temporary file beside the destination, re-opened
 and checked (every tensor of the input is there, with its shape), and only
 then renamed into place; free space is checked first. The quantizer is a
@@ -112,7 +114,9 @@ def run_interruptibly(work: Callable[[], None]) -> None:
 
 
 def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *,
-             force: bool = False) -> ConvertSummary:
+             force: bool = False, trial_cache: Path | None = None) -> ConvertSummary:
+    """With ``trial_cache``, a source file llama.cpp has not read safely before is first
+    loaded in a child process (runtime.model_guard; the quantizer runs in this one)."""
     source = read_summary(src)
     dst = dst.expanduser()
     if dst.exists() and not force:
@@ -124,6 +128,10 @@ def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *
     remove_stale_temporaries(dst)
     estimate = int(source.n_params * max(out_type.bits, 4.0) / 8 * 1.15) + (8 << 20)
     check_free_space(folder, estimate)
+    if trial_cache is not None:
+        from askgpt.runtime.model_guard import ensure_loads_safely
+
+        ensure_loads_safely(src, trial_cache)  # a crash there is a clean ModelLoadError (exit 4)
     started = time.perf_counter()
 
     def write(tmp: Path) -> None:
@@ -131,7 +139,7 @@ def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *
         verify({t.name: t.shape for t in source.tensors}, tmp)
 
     try:
-        atomic_write_with(dst, write)
+        atomic_write_with(dst, write, private=False)  # the user's own output: modes as cp would give
     except OSError as exc:  # a full disk, a vanished folder: the destination is untouched
         raise ConvertError(f"writing {dst} failed: {exc.strerror or exc}",
                            hint="free some space or write elsewhere") from exc

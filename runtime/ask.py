@@ -225,6 +225,37 @@ def render(engine: Engine, request: Request) -> PreparedPrompt:
     return PreparedPrompt(formatted.text, tuple(encoder.parts), formatted.stop)
 
 
+def shown(engine: Engine, prompt: PreparedPrompt) -> str:
+    """The prompt as the engine gets it, read back from its ids (--show-prompt): control
+    tokens as themselves; text that only spells one (a document's ``<|im_end|>``) with a
+    backslash before it, so the two cannot be told apart only by looking; embedding rows
+    as ``[N embedding rows]``."""
+    controls = control_pattern(engine)
+    ids = {tokens[0]: text for text in engine.control_texts
+           if len(tokens := engine.tokenize(text, special=True)) == 1}
+    out: list[str] = []
+    run = bytearray()
+
+    def flush() -> None:
+        text = run.decode("utf-8", errors="replace")
+        out.append(controls.sub(lambda m: "\\" + m.group(0), text) if controls else text)
+        run.clear()
+
+    for part in prompt.parts:
+        if not isinstance(part, TokenIds):
+            flush()
+            out.append(f"[{len(part)} embedding rows]")
+            continue
+        for token in part.ids:
+            if token in ids:
+                flush()
+                out.append(ids[token])
+            else:
+                run += engine.token_bytes(token)
+    flush()
+    return "".join(out)
+
+
 def prepare(engine: Engine, request: Request, config: GenerationConfig) -> PreparedPrompt:
     prompt = render(engine, request)
     check_fits(prompt.n_tokens, n_ctx=engine.info.n_ctx, max_tokens=config.max_tokens)

@@ -34,7 +34,7 @@ from .longdoc import LongContext, LongContextConfig, LongContextReport, Progress
 from .models import ModelRef, find_mmproj
 from .prompt import Example, ImageBlock, Request, parse_example
 from .sampling import SamplingConfig
-from .settings import Settings, engine_config, load_settings, model_ref, system_prompt
+from .settings import Settings, context_size, engine_config, load_settings, model_ref, system_prompt
 from .structured import check_json, constrain, load_schema
 
 if TYPE_CHECKING:
@@ -102,6 +102,8 @@ class Assistant:
         (the CLI's) give it already resolved, with every load setting."""
         import os
 
+        if ctx is not None:
+            context_size(ctx, what="ctx")  # 0, or at least 256: checked before anything loads
         self._settings = settings or load_settings(os.environ)
         self._ref: ModelRef = ref or model_ref(self._settings, model, endpoint)
         self._load = load or engine_config(self._settings, self._ref, ctx=ctx)
@@ -198,7 +200,13 @@ def image_blocks(engine: Engine, ref: ModelRef, settings: Settings, images: Sequ
     from askgpt.vision.pipeline import ImagePipeline, VisionConfig, target_model
 
     config = vision or VisionConfig(encoder=settings.defaults.encoder)
-    target = target_model(engine, ref.path, find_mmproj(ref, mmproj), threads=config.threads)
+    projector = find_mmproj(ref, mmproj)
+    if projector is not None and ref.endpoint is None and hasattr(engine, "open_vision"):
+        from .model_guard import ensure_projector_loads_safely
+
+        # mtmd reads the projector in this process: its first use is tried in a child first.
+        ensure_projector_loads_safely(projector, ref.path, settings.paths.cache_dir)
+    target = target_model(engine, ref.path, projector, threads=config.threads)
     pipeline = ImagePipeline(config, settings.paths.cache_dir, notify=notify, data_dir=settings.paths.data_dir)
     blocks, reports = pipeline.encode(images, target)
     return tuple(blocks), reports

@@ -30,6 +30,13 @@ def turns_of(exchanges: Sequence[Exchange]) -> tuple[Turn, ...]:
     return tuple(turns)
 
 
+def not_replayed(exchanges: Sequence[Exchange]) -> list[str]:
+    """The names of the documents and images of ``exchanges``: a continued conversation
+    replays their questions and answers, never their contents (the log keeps no contents)."""
+    names = (a.source for ex in exchanges for a in (*ex.documents, *ex.images))
+    return list(dict.fromkeys(names))
+
+
 def fit_history(engine: Engine, request: Request, *, share: float = HISTORY_SHARE) -> tuple[Request, int]:
     """Keep the latest turns whose tokens fit in ``share`` of the context window; the
     ones left out are named in a short extractive summary added to the system prompt.

@@ -22,6 +22,18 @@ if TYPE_CHECKING:
     from .prefix_cache import PrefixCacheConfig
 
 
+# llama.cpp makes every context a multiple of this (never less), while llama-cpp-python
+# sizes its own token buffer by the number asked for: a context that is not a multiple
+# overruns that buffer once the prompt passes the number asked ("could not broadcast").
+CTX_STEP = 256
+
+
+def round_context(n_ctx: int) -> int:
+    """``n_ctx`` as llama.cpp makes it: 0 (the model's training context) stays 0, anything
+    else goes up to a whole number of `CTX_STEP`s."""
+    return -(-max(0, n_ctx) // CTX_STEP) * CTX_STEP
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How to load a model. ``n_ctx == 0`` means the model's training context."""

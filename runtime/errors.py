@@ -48,6 +48,18 @@ class InputNotFoundError(AskgptError):
     exit_code = ExitCode.NOT_FOUND
 
 
+class InputReadError(AskgptError):
+    """A named file exists but cannot be read: permissions, an I/O error (exit 1)."""
+
+    exit_code = ExitCode.RUNTIME_ERROR
+
+
+class OutputError(AskgptError):
+    """The answer could not be written: a full disk, a failing device (exit 1)."""
+
+    exit_code = ExitCode.RUNTIME_ERROR
+
+
 class ImageError(AskgptError):
     """An image that cannot be used: not an image, damaged, too large, or an encoder failure."""
 
@@ -80,6 +92,7 @@ class ContextOverflowError(AskgptError):
 
 
 class StructuredOutputError(AskgptError):
-    """The answer is not the JSON that was asked for (exit 1); the CLI has printed it."""
+    """The answer is not the JSON that was asked for (exit 1). A streamed answer has been
+    printed as it came; with --no-stream nothing is printed."""
 
     exit_code = ExitCode.RUNTIME_ERROR

@@ -4,29 +4,99 @@ Every file askgpt writes (cached encoders, projector fits, converted models)
 goes through `atomic_write`: a temporary file in the destination folder,
 flushed and fsynced, then renamed over the destination, which POSIX makes
 atomic. Readers see the old file or the new one, never a mix.
+
+Permissions: by default a file is private (0600) and any folder created for it
+is 0700, whatever the umask: what askgpt keeps for itself may hold an API key, a
+user's documents or what was derived from them (the config, the readline history,
+the prefix cache's token ids). Files a user asks for at a path of their choosing
+(a converted model) pass ``private=False`` and get the mode a plain ``open()``
+would give, ``0666 & ~umask``. The umask is never changed to learn it: the
+kernel applies it when the temporary file is created (a process-wide
+``os.umask`` dance would race with other threads).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+PRIVATE_FILE = 0o600
+PRIVATE_FOLDER = 0o700
+
+
+def private_folder(folder: Path, *, tighten: bool = False) -> None:
+    """Create ``folder`` and any missing parents as 0700. With ``tighten``, an existing
+    ``folder`` (askgpt's own, never a user's) also loses group and other access."""
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=PRIVATE_FOLDER)
+        except FileExistsError:
+            continue  # another process made it meanwhile
+        os.chmod(path, PRIVATE_FOLDER)  # mkdir's mode is narrowed by the umask only, never widened: be exact
+    if tighten and not missing:
+        try:
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(folder, mode & ~0o077)
+        except OSError:
+            pass  # someone else's folder: the files in it are still 0600
+
+
+def private_file(path: Path) -> None:
+    """Narrow an existing file askgpt owns to 0600 (files written before this rule)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & ~0o077)
+    except OSError:
+        pass
+
+
+def _create_temporary(path: Path, *, private: bool) -> tuple[int, Path]:
+    """An exclusive new file beside ``path``: 0600, or 0666 narrowed by the umask (by the kernel)."""
+    prefix = _temp_prefix(path)
+    for _ in range(100):
+        tmp = path.parent / f"{prefix}{os.urandom(6).hex()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                         PRIVATE_FILE if private else 0o666)
+        except FileExistsError:
+            continue
+        return fd, tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _prepare_folder(path: Path, *, private: bool) -> None:
+    if private:
+        private_folder(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
 
 @contextmanager
-def atomic_write(path: Path) -> Iterator[BinaryIO]:
-    """``with atomic_write(p) as fh: fh.write(...)``; ``p`` appears only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+def atomic_write(path: Path, *, private: bool = True) -> Iterator[BinaryIO]:
+    """``with atomic_write(p) as fh: fh.write(...)``; ``p`` appears only if the block succeeds,
+    as 0600 (``private``, the default) or as ``0666 & ~umask``."""
+    _prepare_folder(path, private=private)
+    fd, tmp = _create_temporary(path, private=private)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:  # owns the descriptor from here, whatever happens next
+            if private:
+                os.fchmod(fh.fileno(), PRIVATE_FILE)  # exactly 0600, even under an odd umask such as 0o277
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -69,34 +139,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_write(path) as fh:
+def atomic_write_bytes(path: Path, data: bytes, *, private: bool = True) -> None:
+    with atomic_write(path, private=private) as fh:
         fh.write(data)
 
 
-def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
-    """For writers that want a path (e.g. onnxruntime's quantizer): ``write(tmp)``, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+def atomic_write_with(path: Path, write: Callable[[Path], None], *, private: bool = True) -> None:
+    """For writers that want a path (e.g. onnxruntime's quantizer): ``write(tmp)``, then rename.
+    The mode is set again after ``write``: a writer may replace the file rather than fill it."""
+    _prepare_folder(path, private=private)
+    fd, tmp = _create_temporary(path, private=private)
+    try:
+        # Public: the umask's verdict on 0666, read without changing the umask.
+        mode = PRIVATE_FILE if private else stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
     try:
         write(tmp)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-
-
-def _default_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp makes 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AskgptError
-from .files import sha256_file
+from .files import private_file, private_folder, sha256_file
 
 DB_NAME = "logs.db"
 BUSY_TIMEOUT_MS = 5000
@@ -141,7 +141,7 @@ class ConversationLog:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise LogError(f"cannot open the log {self.path}: {exc}") from exc
@@ -234,6 +234,25 @@ class ConversationLog:
         with self._connect() as conn:
             row = conn.execute("SELECT conversation_id FROM exchanges ORDER BY id DESC LIMIT 1").fetchone()
         return str(row[0]) if row else None
+
+
+def _create_private(path: Path) -> None:
+    """The log holds prompts and answers: 0600 in a 0700 folder. SQLite creates a new
+    database as 0644 (less the umask) but gives its -wal, -shm and -journal files the
+    database's own mode, so creating the file first as 0600 covers all of them; files
+    from an older askgpt are narrowed."""
+    import os
+
+    private_folder(path.parent, tighten=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # the umask narrowed it (0o277 would leave it read-only)
+        finally:
+            os.close(fd)
+    except FileExistsError:
+        for extra in ("", "-wal", "-shm", "-journal"):
+            private_file(path.with_name(path.name + extra))
 
 
 def _fts_query(text: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InputNotFoundError, UsageError
+from .errors import InputNotFoundError, InputReadError, UsageError
 from .prompt import (
     STDIN_SOURCE,
     Document,
@@ -29,13 +29,49 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+# The image formats askgpt reads (askgpt.vision.images), by their first bytes.
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
+
+
+def image_format(head: bytes) -> str | None:
+    """The image format whose signature ``head`` (a file's first 16 bytes or more) starts
+    with: PNG, JPEG, GIF, WebP or BMP; None for anything else."""
+    for magic, name in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    # "BM", the file size, then two reserved 16-bit fields that are zero: text that starts
+    # with "BM" has no NUL bytes there.
+    if head[:2] == b"BM" and len(head) >= 14 and head[6:10] == b"\0\0\0\0":
+        return "BMP"
+    return None
+
+
+def _refuse_image(head: bytes) -> None:
+    found = image_format(head)
+    if found is not None:
+        raise UsageError(f"stdin holds a {found} image, not text",
+                         hint='give it with -i -, e.g. cat photo.png | askgpt -i - "what is this"')
+
+
 def read_stdin(stream: BinaryIO, *, is_terminal: bool, large: int = LARGE_INPUT_BYTES) -> str | Path | None:
     """The piped input; a temporary file holding it when it is over ``large`` bytes, too
-    large to keep in memory (runtime.streaming); None for a terminal (never waited on)."""
+    large to keep in memory (runtime.streaming); None for a terminal (never waited on).
+    Piped image bytes are a `UsageError` (they would reach the model as garbled text)."""
     if is_terminal:
         return None
     data = read_or_spool(stream, large)
-    return data if isinstance(data, Path) else decode(data)
+    if isinstance(data, Path):
+        try:
+            with data.open("rb") as fh:
+                _refuse_image(fh.read(16))
+        except BaseException:
+            data.unlink(missing_ok=True)
+            raise
+        return data
+    _refuse_image(data[:16])
+    return decode(data)
 
 
 @dataclass(frozen=True)
@@ -51,7 +87,8 @@ class Inputs:
 
 
 def _read_text(path: str, *, what: str, hint: str) -> str:
-    """A named file's text; a missing or unreadable one is an `InputNotFoundError` (exit 3)."""
+    """A named file's text; a missing one is an `InputNotFoundError` (exit 3), one that
+    exists but cannot be read (permissions, an I/O error) an `InputReadError` (exit 1)."""
     try:
         return decode(Path(path).expanduser().read_bytes())
     except FileNotFoundError as exc:
@@ -59,7 +96,8 @@ def _read_text(path: str, *, what: str, hint: str) -> str:
     except IsADirectoryError as exc:
         raise InputNotFoundError(f"{path} is a folder, not a file", hint=hint) from exc
     except OSError as exc:
-        raise InputNotFoundError(f"cannot read {what} {path}: {exc.strerror}", hint=hint) from exc
+        raise InputReadError(f"cannot read {what} {path}: {exc.strerror or exc}",
+                             hint="check that you may read it") from exc
 
 
 def read_document(path: str, large: int = LARGE_INPUT_BYTES) -> Document:
@@ -99,6 +137,9 @@ def collect_inputs(
     `build_request` decides whether it is a document or the question.
     Images themselves are encoded by askgpt.vision and added by the caller.
     """
+    for option, given in (("-f -", files), ("-i -", image_args)):
+        if list(given).count("-") > 1:
+            raise UsageError(f"{option} is given {list(given).count('-')} times, but stdin can be read once")
     if "-" in image_args:
         if "-" in files:
             raise UsageError("stdin can be an image (-i -) or a document (-f -), not both")

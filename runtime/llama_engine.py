@@ -14,13 +14,23 @@ import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .engine import EmbeddingRows, EngineConfig, ModelInfo, PromptPart, TokenIds, embedding_keys, prompt_keys
+from .engine import (
+    EmbeddingRows,
+    EngineConfig,
+    ModelInfo,
+    PromptPart,
+    TokenIds,
+    embedding_keys,
+    prompt_keys,
+    round_context,
+)
 from .errors import InferenceError, ModelLoadError, UsageError
 from .gguf_check import check_gguf
-from .memory import KV_ELEMENT_BYTES, check_fits
+from .memory import check_fits, kv_cache_bytes
 from .model_guard import ensure_loads_safely
 from .models import ModelRef
 from .prefix_cache import CacheEvents, PrefixCache, model_key
@@ -111,6 +121,8 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
     header is checked in Python first (runtime.gguf_check); with ``config.trial_cache``
     a file's first load runs in a child process (runtime.model_guard)."""
     header = check_gguf(ref.path)
+    # Every caller's context (convert report, bench --ctx) as llama.cpp will make it.
+    config = replace(config, n_ctx=round_context(config.n_ctx))
     check_fits(header, ref.name, n_ctx=config.n_ctx, kv_type=config.kv_type, available=available_memory_bytes())
     if config.trial_cache is not None:
         ensure_loads_safely(ref.path, config.trial_cache)
@@ -721,11 +733,9 @@ def quantize_gguf(src: Path, dst: Path, ftype: int, *, threads: int = 0) -> None
 
 
 def _kv_bytes(llama_cpp: Any, llm: Any, kv_type: str) -> int:
-    """K and V rows for every layer and position: n_layer x n_ctx x 2 x (head width x KV heads)."""
-    model = llm.model
-    n_head = max(1, llama_cpp.llama_model_n_head(model))
-    width = llama_cpp.llama_model_n_embd(model) // n_head * llama_cpp.llama_model_n_head_kv(model)
-    return int(llama_cpp.llama_model_n_layer(model) * llm.n_ctx() * 2 * width * KV_ELEMENT_BYTES[kv_type])
+    """The attention cache of this context, from the GGUF's key/value lengths (the memory
+    check's own figure; tests/test_performance.py compares it with llama.cpp's log)."""
+    return kv_cache_bytes(check_gguf(Path(llm.model_path)), n_ctx=llm.n_ctx(), kv_type=kv_type)
 
 
 def raw_speed(engine: LlamaEngine, ids: Sequence[int], n_decode: int) -> tuple[float, float, int]:

@@ -34,15 +34,16 @@ from enum import Enum
 from .ask import Answer, GenerationConfig, answer_reserve, ask
 from .chat import format_prompt
 from .chunking import Chunk, chunk_text
-from .engine import Engine
+from .engine import Engine, round_context
 from .errors import ContextOverflowError, UsageError
-from .prompt import Document, Request
+from .prompt import Document, Request, attribute
 from .salience import KeySentence, key_sentences
 from .sampling import SamplingConfig
 from .streaming import SEGMENT_CHARS, segments
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _BLOCK_MARKUP_TOKENS = 48  # the <document source="..."> wrapper of a chunk in a step
+_MIN_STEP_TOKENS = 64  # the smallest part of a document a map/extract/refine call reads
 
 # Instructions that need every part of the input rather than the best-matching part.
 _WHOLE_INPUT = re.compile(
@@ -154,7 +155,7 @@ class LongContext:
 
     def _wrapper(self, source: str) -> int:
         """Tokens a document's delimiters add around its text in the prompt."""
-        return self.count(f'<document source="{source}">\n\n</document>\n\n')
+        return self.count(f'<document source="{attribute(source)}">\n\n</document>\n\n')
 
     def _doc_tokens(self, doc: Document) -> int:
         """A document's tokens with its delimiters. One on disk (too large to hold) is
@@ -164,12 +165,19 @@ class LongContext:
             return doc.size // 4 + self._wrapper(doc.source)
         return self.count(doc.text) + self._wrapper(doc.source)
 
-    def _step_size(self, request: Request, task: str, budget: int) -> int:
+    def _step_size(self, request: Request, task: str, budget: int, *, carried: int = 0) -> int:
         """Chunk size for a map/extract/refine call with ``task``: within the reading budget,
-        and leaving that call room for its own instruction, the chunk's delimiters and its note."""
+        and leaving that call room for its own instruction, the chunk's delimiters, its note
+        and ``carried`` tokens of text it takes along (refine's running answer)."""
         step = Request(task, system=request.system)
-        room = self._room(step, self._config.note_tokens) - _BLOCK_MARKUP_TOKENS
-        return max(8, min(budget, room))
+        room = self._room(step, self._config.note_tokens) - _BLOCK_MARKUP_TOKENS - carried
+        if room < _MIN_STEP_TOKENS:
+            # Parts of a few tokens each would mean thousands of model calls (hours) for
+            # notes about nothing: refuse, and say what window would do.
+            n_ctx = self._engine.info.n_ctx
+            raise UsageError(f"a window of {n_ctx} tokens is too small to read the documents in parts",
+                             hint=f"raise --ctx to at least {round_context(n_ctx - room + _MIN_STEP_TOKENS)}")
+        return min(budget, room)
 
     # --- choosing -------------------------------------------------------------------------------------
 
@@ -277,7 +285,7 @@ class LongContext:
 
     def _note(self, task: str, chunk: Chunk, system: str | None) -> str:
         """One map/refine call; the task comes first so its tokens are a shared, cached prefix."""
-        block = f'<document source="{chunk.where}">\n{chunk.text.strip()}\n</document>'
+        block = f'<document source="{attribute(chunk.where)}">\n{chunk.text.strip()}\n</document>'
         step = Request(f"{task}\n\n{block}", system=system)
         gen = GenerationConfig(self._config.note_tokens, SamplingConfig(temperature=0))
         return ask(self._engine, step, gen).text().strip()
@@ -362,8 +370,9 @@ class LongContext:
 
     def _refine(self, request: Request, budget: int, report: LongContextReport) -> Request:
         # The running answer (up to note_tokens) rides along with every part.
-        size = self._step_size(request, _refine_task(request.instruction, "x"), budget) - self._config.note_tokens
-        size = max(8, size)
+        note = self._config.note_tokens
+        size = self._step_size(request, _refine_task(request.instruction, "x"), budget, carried=note)
+        size = max(_MIN_STEP_TOKENS, min(size, budget - note))  # the reading budget holds the answer too
         total = self._estimate_chunks(request.documents, size)
         started = time.perf_counter()
         running = ""

@@ -11,6 +11,9 @@ from .errors import ModelLoadError
 from .gguf_check import GgufHeader
 
 KV_ELEMENT_BYTES = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32}  # q8_0: 32 values in 34 bytes
+# llama.cpp allocates the attention cache for the context rounded up to a multiple of 256
+# cells (measured: --ctx 1000 gets 1,024 cells; tests/test_performance.py reads its log).
+CACHE_CELL_PAD = 256
 # llama.cpp's compute and output buffers, measured on the built-in model at 4k
 # context (peak RSS minus weights minus cache: 80 MB), with room for larger vocabularies.
 WORKING_BYTES = 160 * 2**20
@@ -31,10 +34,21 @@ class MemoryPlan:
         return self.weights + self.kv_cache + self.working
 
 
-def plan(header: GgufHeader, *, n_ctx: int, kv_type: str) -> MemoryPlan:
+def kv_cache_bytes(header: GgufHeader, *, n_ctx: int, kv_type: str) -> int:
+    """The attention cache llama.cpp allocates for ``n_ctx`` positions (0: the model's own
+    context length): K and V rows of every layer, each head_count_kv heads of the GGUF's
+    attention.key_length / value_length values (not n_embd / n_head, which differs for
+    Gemma, for instance). Two cases get more than llama.cpp allocates, which errs on the
+    safe side for the memory check: a head_count_kv given per layer (an array, counted
+    as head_count) and sliding-window layers (Gemma 2/3), whose cache llama.cpp keeps
+    only as long as the window."""
     n_ctx = n_ctx or header.number("context_length")
-    per_token = header.kv_bytes_per_token(KV_ELEMENT_BYTES[kv_type])
-    return MemoryPlan(header.data_bytes, per_token * n_ctx, WORKING_BYTES)
+    cells = -(-n_ctx // CACHE_CELL_PAD) * CACHE_CELL_PAD
+    return header.kv_bytes_per_token(KV_ELEMENT_BYTES[kv_type]) * cells
+
+
+def plan(header: GgufHeader, *, n_ctx: int, kv_type: str) -> MemoryPlan:
+    return MemoryPlan(header.data_bytes, kv_cache_bytes(header, n_ctx=n_ctx, kv_type=kv_type), WORKING_BYTES)
 
 
 def check_fits(header: GgufHeader, name: str, *, n_ctx: int, kv_type: str, available: int | None) -> MemoryPlan:

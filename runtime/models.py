@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .errors import ModelNotFoundError
+from .errors import ModelNotFoundError, UsageError
 
 BUILTIN_NAME = "smollm2"
 BUILTIN_ALIASES = frozenset({"smollm2", "smollm2-135m-instruct", "smollm2-135m", "default", "builtin"})
@@ -66,6 +66,18 @@ def _looks_like_path(spec: str) -> bool:
     return "/" in spec or "\\" in spec or spec.startswith((".", "~")) or spec.lower().endswith(".gguf")
 
 
+def check_model_name(name: str) -> None:
+    """A name `models add` may give: short, no path or other tool's prefix, no spaces, and
+    not one of the built-in model's names (which -m would never reach)."""
+    if not name or any(c in name for c in "/\\:") or name.lower().endswith(".gguf") or name.startswith((".", "~")):
+        raise UsageError(f"bad model name {name!r}", hint="a short name without '/', ':' or .gguf")
+    if any(c.isspace() or not c.isprintable() for c in name):
+        raise UsageError(f"bad model name {name!r}: no spaces or control characters",
+                         hint="use letters, digits, '-', '_' and '.'")
+    if name.lower() in BUILTIN_ALIASES:
+        raise UsageError(f"{name!r} is a name of the built-in model", hint="choose another --alias")
+
+
 def resolve_model(spec: str | None, models_dir: Path, *, endpoint: str | None = None) -> ModelRef:
     """``None`` or a built-in alias: the built-in model; a path: that file;
     a bare NAME: ``models_dir/NAME.gguf`` (or ``models_dir/NAME``), else a name added with
@@ -108,6 +120,11 @@ def resolve_model(spec: str | None, models_dir: Path, *, endpoint: str | None = 
             raise ModelNotFoundError(f"model '{spec}' points to {added.path}, which is gone",
                                      hint=f"askgpt models rm {spec}")
         return ModelRef(spec, added.path, mmproj=added.mmproj)
+    # A file that exists is that file, whatever its name looks like (`-m copy.bin`), once no
+    # model of that name is known: a stray file in the current folder never shadows a name.
+    given = Path(spec).expanduser()
+    if given.is_file():
+        return ModelRef(given.stem, given.resolve())
     raise ModelNotFoundError(
         f"no model named '{spec}'",
         hint=f"run `askgpt models list`, put {spec}.gguf in {models_dir}, or pass a path",

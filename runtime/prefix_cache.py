@@ -14,7 +14,8 @@ One file per entry, ``<folder>/<model key>/<prompt hash>.kv``:
 
 The header holds the model key, the key count and a BLAKE2b digest of keys and
 state; a file whose digest does not match is deleted, never loaded. Files are
-written to a temporary name and renamed (two processes storing the same prompt
+private (0600 in 0700 folders: token ids give the prompt back), written to a
+temporary name and renamed (two processes storing the same prompt
 both write whole files), and the least recently used entries are deleted once the
 folder exceeds its size bound. A reader whose file vanished (another process
 evicted it) treats it as a miss: the cache can make an answer faster, never fail it.
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write
+from .files import atomic_write, private_folder
 
 MAGIC = b"ASKGPT-KV1\n"
 SUFFIX = ".kv"
@@ -141,6 +142,10 @@ class PrefixCache:
         header = json.dumps({"model": self.model, "keys": len(keys), "digest": digest}).encode()
         name = hashlib.blake2b(body, digest_size=16).hexdigest() + SUFFIX
         try:
+            # The entries hold a prompt's token ids (a document, readable back through the
+            # tokenizer): 0600 files (atomic_write's default) in 0700 folders.
+            private_folder(self.config.folder, tighten=True)
+            private_folder(self._dir, tighten=True)
             with atomic_write(self._dir / name) as fh:
                 fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
                 fh.write(body)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .engine import EmbeddingRows, ModelInfo, PromptPart, TokenIds
+from .engine import EmbeddingRows, ModelInfo, PromptPart
 from .errors import AskgptError, ExitCode, UsageError
 from .prompt import MEDIA_CLOSE, MEDIA_OPEN
 from .sampling import SamplingConfig

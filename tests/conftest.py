@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +14,46 @@ from askgpt.runtime.models import builtin_model
 
 REPO = Path(__file__).resolve().parent.parent
 ASKGPT_BIN = str(Path(sys.executable).parent / "askgpt")
+
+# `pytest -m "not model"` must not run the real model, in this process or in any Python
+# process a test starts. guard_site/sitecustomize.py wraps llama_cpp.Llama (here now, in
+# children through PYTHONPATH): during a test not marked `model` a load of a file at least
+# half the built-in model's size is recorded and refused, and the test fails below. The
+# tiny random models the tests write (kilobytes to a few MB) stay allowed.
+GUARD_SITE = Path(__file__).resolve().parent / "guard_site"
+REAL_MODEL_BYTES = builtin_model().path.stat().st_size // 2
+# Fixtures that load the built-in model (module- or session-scoped, so set up before the
+# guard below): a test using one is a model test.
+MODEL_FIXTURES = {"real_engine", "ladder", "server"}  # server: test_remote.py's llama-cpp-python server
+
+_spec = importlib.util.spec_from_file_location("askgpt_test_model_guard", GUARD_SITE / "sitecustomize.py")
+assert _spec is not None and _spec.loader is not None
+_model_guard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_model_guard)
+_model_guard.install()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
+@pytest.fixture(autouse=True)
+def no_model_unless_marked(request: pytest.FixtureRequest, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fails a test not marked `model` that loads a real model (see GUARD_SITE)."""
+    if request.node.get_closest_marker("model") is not None:
+        yield
+        return
+    record = tmp_path / "model-loads.txt"
+    monkeypatch.setenv("ASKGPT_TEST_NO_MODEL", str(record))
+    monkeypatch.setenv("ASKGPT_TEST_REAL_MODEL_BYTES", str(REAL_MODEL_BYTES))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(GUARD_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    yield
+    if record.exists():
+        loads = sorted(set(record.read_text().split("\n")) - {""})
+        pytest.fail(f"not marked `model`, but loaded {', '.join(loads)}: mark it @pytest.mark.model", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

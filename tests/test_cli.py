@@ -127,13 +127,14 @@ def test_default_system_prompt_and_empty_system() -> None:
 
 def test_config_file_and_env_defaults(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (isolated_home / "config").mkdir(parents=True)
-    (isolated_home / "config" / "config.toml").write_text('ctx = 1234\nsystem = "Be terse."\nmax_tokens = 3\n')
+    (isolated_home / "config" / "config.toml").write_text('ctx = 1280\nsystem = "Be terse."\nmax_tokens = 3\n')
     result, factory = invoke(["hi"])
-    assert factory.calls[0][1].n_ctx == 1234
+    assert factory.calls[0][1].n_ctx == 1280
     assert factory.engine.prompts[0].startswith("<|im_start|>system\nBe terse.")
     assert result.stdout == "scr\n"
     result, factory = invoke(["--ctx", "999", "-n", "4", "hi"])  # flags beat the config
-    assert factory.calls[0][1].n_ctx == 999 and result.stdout == "scri\n"
+    # 999 rounded up to llama.cpp's multiple of 256, as llama.cpp itself would make it
+    assert factory.calls[0][1].n_ctx == 1024 and result.stdout == "scri\n"
 
 
 @pytest.mark.parametrize(

@@ -289,6 +289,7 @@ def test_cli_converts_and_the_model_answers(tmp_path: Path, hf_tokenizer: Any) -
 
 # --- the built-in model, round trip -------------------------------------------------------------------------
 
+@pytest.mark.model
 def test_builtin_model_round_trip_through_transformers(tmp_path: Path, hf_tokenizer: Any) -> None:
     """GGUF (Q4_1) -> transformers (dequantized) -> HF folder -> askgpt -> GGUF, compared over
     1,024 tokens of the report's default text: top-1 agreement and KL divergence."""

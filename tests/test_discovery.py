@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import ASKGPT_BIN, REPO
 from test_model_info import write_tiny
 
@@ -55,6 +56,7 @@ def test_discovery_finds_each_tool_s_models_and_stays_inside(tmp_path: Path) -> 
     assert all(outside not in f.path.parents for f in found.values())
 
 
+@pytest.mark.model
 def test_models_commands_as_processes(tmp_path: Path) -> None:
     home, outside = tmp_path / "home", tmp_path / "outside"
     outside.mkdir()
@@ -88,6 +90,7 @@ def test_models_commands_as_processes(tmp_path: Path) -> None:
     assert askgpt("models", "rm", "mine").returncode == 3
 
 
+@pytest.mark.model
 def test_models_pull_from_a_local_fake_hub(tmp_path: Path) -> None:
     import socket
 

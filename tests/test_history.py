@@ -92,6 +92,7 @@ def test_a_damaged_log_is_a_log_error(tmp_path: Path) -> None:
         ConversationLog(path).record(exchange())
 
 
+@pytest.mark.model
 def test_history_keeps_the_latest_turns_that_fit(real_engine) -> None:  # type: ignore[no-untyped-def]
     from askgpt.runtime.conversation import fit_history
 
@@ -163,7 +164,7 @@ def test_cli_logs_each_exchange_and_continues_conversations(tmp_path: Path) -> N
     assert logs(home, "show", "999").returncode == ExitCode.NOT_FOUND
     assert logs(home, "path").stdout.decode().strip() == str(home / "data" / "logs.db")
     unknown = ask_in(home, "--cid", "nope", "hi")
-    assert unknown.returncode == ExitCode.USAGE_ERROR and b"no conversation" in unknown.stderr
+    assert unknown.returncode == ExitCode.NOT_FOUND and b"no conversation" in unknown.stderr
 
 
 @pytest.mark.model

@@ -152,59 +152,86 @@ def answer(engine, question: str) -> str:  # type: ignore[no-untyped-def]
     return ask(engine, request, GenerationConfig(24, SamplingConfig(temperature=0))).text()
 
 
+def distribution(engine, parts: list) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.exp(engine.next_token_logprobs(parts))
+
+
+def document_prompt(engine, question: str) -> list:  # type: ignore[no-untyped-def]
+    from askgpt.runtime.ask import GenerationConfig, prepare
+    from askgpt.runtime.prompt import Document, Request
+
+    request = Request(question, documents=(Document("report.txt", DOC),), system="Answer briefly.")
+    return list(prepare(engine, request, GenerationConfig(24)).parts)
+
+
+# A restored prefix was computed in other batches than a whole uncached read, and llama.cpp's
+# CPU kernels round a batch differently (benchmarks/batch_numerics.py), so the cached and the
+# uncached next-token distributions are compared with a tolerance, not the greedy answers
+# byte for byte (a near-tie along an answer could go either way). Measured on the 2-core
+# machine: total variation distance 0 there, and 0.19 between the two questions' prompts.
+SAME_DISTRIBUTION = 0.02
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    return float(np.abs(p - q).sum() / 2)
+
+
 @pytest.mark.model
-def test_a_stored_prefix_serves_a_new_process_with_identical_output(tmp_path: Path) -> None:
+def test_a_stored_prefix_serves_a_new_process_with_the_same_distribution(tmp_path: Path) -> None:
     config = PrefixCacheConfig(folder=tmp_path / "prefix")
     questions = ["How many crates did the hill depot ship on day 5?", "Which depot shipped on day 3?"]
     with load(None) as plain:
-        expected = [answer(plain, q) for q in questions]
+        expected = [distribution(plain, document_prompt(plain, q)) for q in questions]
+    # The two questions' distributions differ by far more than the tolerance: it can tell them apart.
+    assert total_variation(expected[0], expected[1]) > 5 * SAME_DISTRIBUTION
     with load(config) as first:
-        assert answer(first, questions[0]) == expected[0]
+        assert total_variation(distribution(first, document_prompt(first, questions[0])), expected[0]) \
+            < SAME_DISTRIBUTION
         assert first.cache_events.stored_tokens > 1000 and first.cache_events.reused_tokens == 0
     with load(config) as second:  # a fresh context: only the disk holds the prefix
-        assert answer(second, questions[1]) == expected[1]
+        assert total_variation(distribution(second, document_prompt(second, questions[1])), expected[1]) \
+            < SAME_DISTRIBUTION
         assert second.cache_events.reused_tokens > 1000  # the system prompt and document
-    # A damaged entry is deleted and the answer is the same.
+        # And a whole answer runs from the restored prefix.
+        assert answer(second, questions[0]).strip()
+    # A damaged entry is deleted and the distribution is the same.
     for entry in entries(config.folder):
         data = bytearray(entry.path.read_bytes())
         data[len(data) // 2] ^= 0x55
         entry.path.write_bytes(bytes(data))
     with load(config) as third:
-        assert answer(third, questions[0]) == expected[0]
+        assert total_variation(distribution(third, document_prompt(third, questions[0])), expected[0]) \
+            < SAME_DISTRIBUTION
         assert third.cache_events.rejected and third.cache_events.reused_tokens == 0
 
 
 @pytest.mark.model
 def test_an_image_prefix_is_reused_only_for_the_same_image(tmp_path: Path) -> None:
-    from askgpt.runtime.sampling import SamplingConfig
-
     config = PrefixCacheConfig(folder=tmp_path / "prefix", min_tokens=16)
     rng = np.random.default_rng(3)
     with load(None) as plain:
         n_embd = plain.info.n_embd
-        head = plain.tokenize("<|im_start|>user\nLook:", add_bos=False)
-        tail = plain.tokenize(" " + " ".join(FACTS[:4]) + " Describe it.<|im_end|>\n<|im_start|>assistant\n")
+        head = plain.tokenize("<|im_start|>user\nLook:", add_bos=False, special=True)
+        tail = plain.tokenize(" " + " ".join(FACTS[:4]) + " Describe it.<|im_end|>\n<|im_start|>assistant\n",
+                              special=True)
     image = rng.normal(scale=0.02, size=(12, n_embd)).astype(np.float32)
     other = rng.normal(scale=0.02, size=(12, n_embd)).astype(np.float32)
 
     def prompt(rows: np.ndarray) -> list:
         return [TokenIds(tuple(head)), EmbeddingRows(rows), TokenIds(tuple(tail))]
 
-    def first_tokens(engine, rows: np.ndarray) -> list[int]:  # type: ignore[no-untyped-def]
-        stream = engine.generate(prompt(rows), SamplingConfig(temperature=0))
-        out = [next(stream) for _ in range(8)]
-        stream.close()
-        return out
-
     with load(None) as plain:
-        expected = first_tokens(plain, image)
+        expected = distribution(plain, prompt(image))
+        # The two images move the answer apart (0.14 measured, 7x the tolerance), so "the
+        # same distribution" below can only hold for the same image.
+        assert total_variation(expected, distribution(plain, prompt(other))) > 2 * SAME_DISTRIBUTION
     with load(config) as first:
-        first_tokens(first, image)
+        distribution(first, prompt(image))
     with load(config) as again:
-        assert first_tokens(again, image) == expected
+        assert total_variation(distribution(again, prompt(image)), expected) < SAME_DISTRIBUTION
         assert again.cache_events.reused_tokens == len(head) + len(image) + len(tail) - 1
     with load(config) as changed:
-        first_tokens(changed, other)
+        distribution(changed, prompt(other))
         assert changed.cache_events.reused_tokens in (0, len(head))  # never past the image
 
 
@@ -229,7 +256,9 @@ def test_cli_second_question_reuses_the_document_and_cache_commands(tmp_path: Pa
     assert second.returncode == 0, second.stderr
     assert reused(second) > 1000
     uncached = ask_cli(home, doc, "How many crates on day 4?", "--no-cache")
-    assert uncached.stdout == second.stdout
+    # (Not compared byte for byte: see SAME_DISTRIBUTION; the in-process tests above compare
+    # the cached and uncached distributions.)
+    assert uncached.returncode == 0 and uncached.stdout.strip()
     assert not any(x.startswith("prefix cache:") for x in uncached.stderr.decode().splitlines())
 
     info = subprocess.run([ASKGPT_BIN, "cache", "info", "--json"], capture_output=True,

@@ -11,7 +11,7 @@ from fakes import CHATML
 from hypothesis import given
 from hypothesis import strategies as st
 
-from askgpt.runtime.chat import FormattedPrompt, TemplateError, format_prompt, render_chat
+from askgpt.runtime.chat import TemplateError, format_prompt, render_chat
 from askgpt.runtime.engine import ModelInfo
 from askgpt.runtime.errors import InputNotFoundError, UsageError
 from askgpt.runtime.inputs import collect_inputs, load_examples

@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -72,7 +71,7 @@ def assistant_prefix(engine: Engine, request: Request, prefix: str) -> PreparedP
     another CPU's SIMD kernels could flip (each test checks its margin).
     """
     text = format_prompt(engine.info, request).text + prefix
-    return PreparedPrompt.from_tokens(text, tuple(engine.tokenize(text)))
+    return PreparedPrompt.from_tokens(text, tuple(engine.tokenize(text, special=True)))  # the template's markup
 
 
 def top_two_gap(engine: Engine, prompt: PreparedPrompt) -> float:
@@ -80,6 +79,30 @@ def top_two_gap(engine: Engine, prompt: PreparedPrompt) -> float:
     logprobs = engine.next_token_logprobs([TokenIds(prompt.tokens)])
     second, first = sorted(logprobs)[-2:]
     return float(first - second)
+
+
+def greedy_margins(engine: Engine, parts: list, max_tokens: int, *, until: str = "") -> tuple[str, float]:
+    """Plain greedy decoding (no repeat penalty), one next-token distribution at a time:
+    the text it writes, up to ``until`` or an end-of-generation token, and the smallest
+    lead (nats) of each step's first choice over its second. A path whose every step
+    leads by far more than the last-bit differences between CPUs is the same on any CPU."""
+    import numpy as np
+
+    tokens: list[int] = []
+    out, smallest = b"", math.inf
+    for _ in range(max_tokens):
+        logprobs = engine.next_token_logprobs([*parts, TokenIds(tuple(tokens))] if tokens else parts)
+        second, first = np.argsort(logprobs)[-2:]
+        smallest = min(smallest, float(logprobs[first] - logprobs[second]))
+        token = int(first)
+        piece = engine.token_bytes(token)
+        if not piece:  # a control token such as <|im_end|>: the answer ends there
+            break
+        tokens.append(token)
+        out += piece
+        if until and until in out.decode("utf-8", errors="ignore"):
+            break
+    return out.decode("utf-8", errors="replace"), smallest
 
 
 def run(engine: Engine, prompt: PreparedPrompt, max_tokens: int, **sampling: object) -> tuple[str, Stats]:
@@ -133,9 +156,11 @@ LOOPING_UNIT = "The cat sat on the mat."
 def test_loop_guard_stops_a_model_that_is_looping(real_engine: Engine) -> None:
     request = Request("Repeat the sentence forever.", system=DEFAULT_SYSTEM)
     prompt = assistant_prefix(real_engine, request, " ".join([LOOPING_UNIT] * 15))
-    # Measured: over 100 greedy steps the first choice leads by at least 3.8 nats and the
-    # end-of-turn token never passes 0.2%; the check below keeps a wide margin.
-    assert top_two_gap(real_engine, prompt) > 2.0
+    # The stop reasons below rest on this margin, checked at every one of the 150 greedy
+    # steps (measured: at least 3.8 nats over 100): the first choice, never the end of the
+    # turn, leads by far more than CPUs' last-bit differences.
+    walked, lead = greedy_margins(real_engine, [TokenIds(prompt.tokens)], 150)
+    assert lead > 2.0 and len(real_engine.tokenize(walked)) >= 140, (lead, walked[-80:])
     # With no repeat penalty and no guard the model loops until the limit...
     text, unguarded = run(real_engine, prompt, 150, repeat_penalty=1.0, loop_guard=None)
     assert unguarded.stop_reason is StopReason.LENGTH and unguarded.generated_tokens == 150
@@ -190,7 +215,7 @@ def test_embedding_rows_in_place_of_token_ids_give_the_same_distribution(real_en
     reader = gguf.GGUFReader(str(builtin_model().path))
     table = next(t for t in reader.tensors if t.name == "token_embd.weight")
     prompt = real_engine.tokenize(
-        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n", special=True)
     cut = 5  # the "user\nWhat is the" rows go in as embeddings
     rows = dequantize(table.data[prompt[1:1 + cut]], table.tensor_type)
     assert rows.shape == (cut, real_engine.info.n_embd)
@@ -256,9 +281,8 @@ def test_ctrl_c_mid_answer_exits_130_with_partial_output() -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
-    first = proc.stdout.read(20)  # wait until the answer is streaming
-    assert first
-    time.sleep(0.3)
+    first = proc.stdout.read(20)  # wait until the answer is streaming, then interrupt at once
+    assert first                   # (a fixed wait could outlast a short answer on a fast machine)
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -289,14 +313,31 @@ def templateless_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_model_without_template_gets_a_plain_prompt_and_stops_at_the_next_example(
-    templateless_model: Path,
+    templateless_model: Path, isolated_home: Path,
 ) -> None:
     # Eight identical examples make the model continue the pattern, the next "Input:"
-    # included, with a wide margin (measured: the first choice leads by at least 1.2
-    # nats at every step), so the stop string is reached on any CPU.
-    examples = [arg for _ in range(8) for arg in ("-e", "cheese => fromage")]
+    # included. The test checks the margin it relies on: along that greedy path every
+    # first choice leads its runner-up by at least 0.5 nats (measured: 1.2), far above
+    # the last-bit differences between CPUs, so the exact answer and the stop reason
+    # below are the same on any CPU. The CLI runs without the repeat penalty, as the walk does.
+    from askgpt.runtime.engine import EngineConfig
+    from askgpt.runtime.llama_engine import load_llama_engine
+    from askgpt.runtime.models import ModelRef
+
+    examples = tuple(Example("cheese", "fromage") for _ in range(8))
+    request = Request("cheese", system="Translate English to French.", examples=examples)
+    with load_llama_engine(ModelRef("templateless", templateless_model), EngineConfig(n_ctx=2048)) as engine:
+        prompt = prepare(engine, request, GenerationConfig(64))
+        assert prompt.stop, "a templateless prompt stops at the next example"
+        text, lead = greedy_margins(engine, list(prompt.parts), 24, until=prompt.stop[0])
+    assert lead >= 0.5, (text, lead)
+    assert prompt.stop[0] in text and text.split(prompt.stop[0])[0].strip() == "fromage", text
+
+    (isolated_home / "config").mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config" / "config.toml").write_text("repeat_penalty = 1.0\n")
+    args = [arg for ex in examples for arg in ("-e", f"{ex.input} => {ex.output}")]
     result = run_askgpt(["-m", str(templateless_model), "-t", "0", "--stats",
-                         "-s", "Translate English to French.", *examples, "cheese"])
+                         "-s", "Translate English to French.", *args, "cheese"])
     assert result.returncode == 0, result.stderr
     answer = result.stdout.decode()
     assert answer.strip() == "fromage"  # cut before the model invents a new example

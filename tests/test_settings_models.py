@@ -36,12 +36,40 @@ def test_env_model_beats_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ['ctx = "big"\n', "ctx = true\n", "not toml ==\n", 'kv_type = "q4"\n',
                                   "threads = 0\n", 'batch = "64"\n', "prefix_cache = 1\n", "prefix_cache_mb = 0\n",
-                                  "lookup_tokens = -1\n", "gpu_layers = -2\n", "gpu_layers = true\n"])
+                                  "lookup_tokens = -1\n", "gpu_layers = -2\n", "gpu_layers = true\n",
+                                  # the same checks as `config set` and the command line (settings.KEYS)
+                                  "threads = 100000\n", "ctx = 100\n", "ctx = -5\n", "temperature = nan\n",
+                                  "temperature = inf\n", 'endpoint = "notaurl"\n', 'endpoint = "ftp://x/v1"\n',
+                                  'model = ""\n', "endpoint_timeout = 0\n", "max_tokens = 0\n", "batch = 4294967296\n"])
 def test_bad_config_is_a_usage_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.toml").write_text(text)
+    settings = load_settings({"ASKGPT_HOME": str(tmp_path)})  # the folders stay usable (logs, models list)
+    assert settings.paths.config_dir == tmp_path / "config" and settings.config_error is not None
     with pytest.raises(UsageError):
-        load_settings({"ASKGPT_HOME": str(tmp_path)})
+        settings.defaults  # noqa: B018 - asking for the values is what fails
+
+
+def test_a_syntax_error_says_where(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text("# mine\nctx = 2048\ntemperature = = 0.3\n")
+    error = load_settings({"ASKGPT_HOME": str(tmp_path)}).config_error
+    assert error is not None and "line 3, column" in error.message
+
+
+def test_one_table_checks_every_key() -> None:
+    from dataclasses import fields
+
+    from askgpt.runtime.settings import KEYS, MIN_CTX, max_threads, value_problem
+
+    assert list(KEYS) == [f.name for f in fields(Defaults)]
+    for f in fields(Defaults):  # every built-in default passes its own key's check
+        assert f.default is None or value_problem(f.name, f.default) is None, f.name
+    assert value_problem("ctx", 0) is None and value_problem("ctx", MIN_CTX) is None
+    assert value_problem("ctx", MIN_CTX - 1) is not None
+    assert value_problem("temperature", float("nan")) is not None and value_problem("temperature", 0) is None
+    assert value_problem("threads", max_threads()) is None and value_problem("threads", max_threads() + 1) is not None
+    assert value_problem("endpoint", "https://h:1/v1") is None and value_problem("endpoint", "h:1") is not None
 
 
 def test_threads_batch_and_kv_type_come_from_the_config(tmp_path: Path) -> None:

@@ -90,23 +90,51 @@ SUMMARY_INPUT = ("The city council met on Tuesday to discuss the new bridge. Aft
 
 @pytest.mark.model
 def test_builtin_templates_answer_in_their_form(tmp_path: Path) -> None:
+    # Only what holds on any CPU is asserted. The free-text templates' greedy paths have
+    # near-ties (measured: the closest step leads by 0.12 nats for translate, 0.16 for
+    # commit-message, 0.01 for summarize), so their exact form (one line, <= 72 characters,
+    # a word count) is not asserted: each answers, and says something about its input.
     translated = ask(tmp_path, "-T", "translate", "I like cheese.")
-    assert translated.returncode == 0 and len(translated.stdout.strip().splitlines()) == 1
+    assert translated.returncode == 0 and translated.stdout.strip()
 
     summary = ask(tmp_path, "-T", "summarize", SUMMARY_INPUT)
-    assert 0 < len(summary.stdout.split()) < len(SUMMARY_INPUT.split())
+    assert summary.returncode == 0 and summary.stdout.strip()
 
     explained = ask(tmp_path, "-T", "explain-code", "def add(a, b):\n    return a + b")
     assert re.search(r"\badd", explained.stdout, re.IGNORECASE)
 
     diff = "--- a/README.md\n+++ b/README.md\n-Instal with pip\n+Install with pip\n"
     message = ask(tmp_path, "-T", "commit-message", input=diff.encode())
-    first = message.stdout.strip().splitlines()[0]
-    assert 0 < len(first) <= 72
+    assert message.returncode == 0 and message.stdout.strip().splitlines()[0].strip()
 
-    for text in ("I love it, it is wonderful!", "This is the worst thing ever."):
-        label = ask(tmp_path, "-T", "classify", text).stdout.strip().lower().rstrip(".!")
-        assert label in {"positive", "negative", "neutral"}, label
+
+@pytest.mark.model
+def test_the_classify_template_answers_with_one_label_by_a_checked_margin(tmp_path: Path) -> None:
+    # The exact label is asserted because its margin is checked: the same prompt in-process,
+    # greedy, every step (the label and the end of the answer after it) leads its runner-up
+    # by at least 0.3 nats (measured: 0.88 and 0.62), far above CPUs' last-bit differences.
+    # The CLI runs without the repeat penalty, as the walk does.
+    from test_real_model import greedy_margins
+
+    from askgpt.runtime.ask import GenerationConfig, prepare
+    from askgpt.runtime.engine import EngineConfig
+    from askgpt.runtime.llama_engine import load_llama_engine
+    from askgpt.runtime.models import builtin_model
+
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text("repeat_penalty = 1.0\n")
+    texts = ("I love it, it is wonderful!", "This is the worst thing ever.")
+    with load_llama_engine(builtin_model(), EngineConfig(n_ctx=2048)) as engine:
+        walked = []
+        for text in texts:
+            request = apply_template(BUILTIN["classify"], Request(text), system_given=False)
+            answer, lead = greedy_margins(engine, list(prepare(engine, request, GenerationConfig(16)).parts), 16)
+            assert lead >= 0.3, (text, answer, lead)
+            walked.append(answer.strip())
+    for text, expected in zip(texts, walked, strict=True):
+        label = ask(home, "-T", "classify", text).stdout.strip()
+        assert label == expected and label in {"positive", "negative", "neutral"}, label
 
 
 def readme_recipes() -> list[str]:

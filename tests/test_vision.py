@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -107,7 +108,9 @@ def test_onnx_graph_matches_torchvision_on_real_photos(classifier) -> None:  # t
         ours, _ = classifier.run(x[None])
         with torch.no_grad():
             theirs = model(torch.from_numpy(x[None])).numpy()
-        assert np.abs(ours - theirs).max() <= 1e-4, name
+        # The README's figure. Measured: at most 1.3e-5 on logits up to 21 (a few float32
+        # steps); the bound leaves room for another CPU's summation order.
+        assert np.abs(ours - theirs).max() <= 5e-5, name
         assert list(np.argsort(-ours[0])[:5]) == list(np.argsort(-theirs[0])[:5]), name
 
 
@@ -274,22 +277,50 @@ def test_description_shows_confident_guesses_and_the_text() -> None:
 
 # --- the real model ------------------------------------------------------------------------------------
 
+def mentions(word: str, text: str) -> bool:
+    """``word`` (or its plural) as a whole word: "cat" is not in "indicates"."""
+    return re.search(rf"\b{re.escape(word)}s?\b", text, re.I) is not None
+
+
+def test_mentions_matches_whole_words_only() -> None:
+    assert mentions("cat", "A cat.") and mentions("cat", "Two Cats sit") and not mentions("cat", "it indicates")
+
+
 @pytest.mark.model
 def test_cat_photo_answer_mentions_a_cat(tmp_path: Path) -> None:
-    photo = tmp_path / "photo.png"  # a neutral name: the answer must come from the pixels
+    """What this shows: the image reaches the model as a block naming the classifier's
+    labels ("tabby", "Egyptian cat", ...), so a right answer copies "cat" from the prompt;
+    it tests that the block is built from the pixels (a neutral file name, no "cat" in
+    the question) and that the model uses it, not that a 135M model can see."""
+    photo = tmp_path / "photo.png"
     photo.write_bytes(sample("chelsea.png").read_bytes())
     result = run_askgpt(["-t", "0", "What is in this picture?", "-i", str(photo)])
     assert result.returncode == 0, result.stderr
-    assert "cat" in result.stdout.decode().lower()
+    assert mentions("cat", result.stdout.decode())
 
 
 @pytest.mark.model
-def test_receipt_total_is_answered_from_the_ocr_text(tmp_path: Path) -> None:
-    # Measured on the built-in model: along the greedy answer "The total due is 9.85" each
-    # token leads its runner-up by at least 0.38 nats, far above the last-bit differences
-    # between CPUs' kernels.
+def test_receipt_total_is_answered_from_the_ocr_text(real_engine, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                      isolated_home: Path) -> None:
+    # The margin the exact "9.85" relies on, checked: the same prompt in-process (the OCR
+    # block and the default system prompt), greedy without the repeat penalty, each step's
+    # first choice leading its runner-up (measured: 0.40 nats at the closest step; required 0.2, far
+    # above the last-bit differences between CPUs' kernels). The CLI then runs the same way.
+    from test_real_model import greedy_margins
+
+    from askgpt.cli.ask import DEFAULT_SYSTEM
+    from askgpt.runtime.ask import GenerationConfig, prepare
+    from askgpt.runtime.prompt import Request
+
     path = tmp_path / "scan.png"
     receipt().image.save(path)
+    blocks, _ = ImagePipeline(VisionConfig(), tmp_path / "cache").encode([load_image(str(path))], None)
+    prompt = prepare(real_engine, Request("What is the total due?", system=DEFAULT_SYSTEM, images=tuple(blocks)),
+                     GenerationConfig(32))
+    text, lead = greedy_margins(real_engine, list(prompt.parts), 32, until="9.85")
+    assert "9.85" in text and lead >= 0.2, (text, lead)
+    (isolated_home / "config").mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config" / "config.toml").write_text("repeat_penalty = 1.0\n")
     result = run_askgpt(["-t", "0", "What is the total due?", "-i", str(path), "--stats"])
     assert result.returncode == 0, result.stderr
     assert "9.85" in result.stdout.decode()
@@ -317,7 +348,7 @@ def test_two_images_are_both_used_and_stdin_can_be_an_image(tmp_path: Path) -> N
     assert "Egyptian cat" in text and "espresso" in text and text.count("<image source=") == 2
     piped = run_askgpt(["-t", "0", "What is in this picture?", "-i", "-"], input=sample("chelsea.png").read_bytes())
     assert piped.returncode == 0, piped.stderr
-    assert "cat" in piped.stdout.decode().lower()
+    assert mentions("cat", piped.stdout.decode())  # copied from the block, as in the test above
 
 
 @pytest.mark.model

@@ -54,9 +54,7 @@ def read_image_bytes(path: str) -> bytes:
         return p.read_bytes()
     except FileNotFoundError as exc:
         raise InputNotFoundError(f"image not found: {path}", hint=hint) from exc
-    except PermissionError as exc:
-        raise InputNotFoundError(f"cannot read image {path}: permission denied", hint=hint) from exc
-    except OSError as exc:
+    except OSError as exc:  # it exists but cannot be read (permissions, I/O): exit 1, not "not found"
         raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from exc
 
 
