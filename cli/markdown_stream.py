@@ -6,10 +6,19 @@ as duplicates). So the answer is split as it grows: blocks that are finished
 (a later block has started) are printed once, permanently, and only the block
 still being written is live, redrawn a few times a second and cropped to the
 screen's height.
+
+The answer competes with the model for time: each draw happens between two
+tokens. So a draw's cost is kept small and bounded: the live block is rendered
+only as far back as the screen can show (the last items of a long numbered
+list, the last lines of a long code block), draws are spaced so that they take
+a small share of the time, and the one-time costs (importing the renderer,
+compiling a code block's syntax highlighter) are paid in a background thread
+while the model computes, with drawing deferred until they are done.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -48,7 +57,10 @@ def stable_split(text: str, parser: Any | None = None) -> tuple[int, bool]:
     items of one list (no blank line belongs between their renderings).
     The offset is always at the start of a line.
     """
-    tokens = (parser or _parser()).parse(text)
+    return _split((parser or _parser()).parse(text), text)
+
+
+def _split(tokens: list[Any], text: str) -> tuple[int, bool]:
     top = [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
     if not top:
         return 0, False
@@ -67,6 +79,78 @@ def stable_split(text: str, parser: Any | None = None) -> tuple[int, bool]:
         return 0, False
     offsets = _line_offsets(text)
     return (offsets[line] if line < len(offsets) else len(text)), same_list
+
+
+_ITEM_NUMBER = re.compile(r"( {0,3})(\d+)")
+
+
+def live_tail(text: str, rows: int, parser: Any | None = None) -> str:
+    """The end of the one block ``text`` holds, enough to fill its last ``rows`` screen lines.
+
+    Rendering the whole block on every draw would cost time growing with the
+    block, while the screen shows only its last lines. A numbered list keeps
+    its last ``rows`` items, renumbered from where they stand (rich pads
+    numbers to the width of start + item count, which stays the same); a code
+    block keeps its opening fence and last ``rows`` lines. Every item and line
+    renders to at least one screen line, so the last ``rows`` lines look as
+    the whole block's would. Other blocks are returned whole.
+    """
+    tokens = (parser or _parser()).parse(text)
+    return _tail(tokens, text, rows)
+
+
+def _tail(tokens: list[Any], text: str, rows: int) -> str:
+    top = [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
+    if not top:
+        return text
+    first = top[0]
+    lines = text.splitlines(keepends=True)
+    if first.type == "ordered_list_open":
+        items = [t for t in tokens if t.level == 1 and t.type == "list_item_open" and t.map]
+        if len(items) <= rows:
+            return text
+        start = int(first.attrs.get("start", 1))
+        begin, end = items[-rows].map
+        # Numbers after a list's first are not read (a list may repeat "1."): renumber the first kept item,
+        # keeping its content column: a shorter number gets leading zeros, a longer one shifts the item's
+        # indented lines right.
+        match = _ITEM_NUMBER.match(lines[begin])
+        if match is None:
+            return text
+        old, new = match.group(2), str(start + len(items) - rows)
+        shift = " " * max(0, len(new) - len(old))
+        head = match.group(1) + new.zfill(len(old)) + lines[begin][match.end():]
+        body = [shift + line if shift and line[:1] in (" ", "\t") else line for line in lines[begin + 1:end]]
+        return head + "".join(body) + "".join(lines[end:])
+    if first.type == "fence":
+        opening, end = first.map
+        last = end - 1  # the last line of code, not counting a closing fence or the blank lines rich strips
+        if last > opening and set(lines[last].strip()) == {first.markup[0]}:
+            last -= 1
+        while last > opening and not lines[last].strip():
+            last -= 1
+        begin = max(opening + 1, last - rows + 1)
+        return lines[opening] + "".join(lines[begin:end])
+    return text
+
+
+_FENCE_INFO = re.compile(r"^ {0,3}(?:`{3,}|~{3,})[ \t]*([^\s`]+)", re.MULTILINE)
+
+
+def _warm_up(languages: frozenset[str]) -> None:
+    """Import the renderer and compile the highlighters for ``languages``
+    (pygments compiles a lexer's patterns on its first use: ~0.1 s for Python)."""
+    from rich.live import Live  # noqa: F401
+    from rich.markdown import Markdown  # noqa: F401
+
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    for name in languages:
+        try:
+            get_lexer_by_name(name)
+        except ClassNotFound:  # rich shows such a block as plain text
+            pass
 
 
 class _Block:
@@ -159,31 +243,64 @@ class _QuietTerminal:
 
 
 class StreamingMarkdown:
-    """An answer sink for terminals. ``min_interval`` bounds redraws of the live block."""
+    """An answer sink for terminals. ``min_interval`` bounds redraws of the live block;
+    ``budget`` is the share of the time draws may take (a draw that took d seconds
+    is followed by none for d / budget seconds, but at most ``max_interval``, so
+    that a terminal paused with Ctrl-S or one long draw does not freeze the display)."""
 
-    def __init__(self, console: Console, *, min_interval: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, console: Console, *, min_interval: float = 0.25, budget: float = 0.02,
+                 max_interval: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        from .render import neutralize
+
         self._console = console
         self._min_interval = min_interval
+        self._budget = budget
+        self._max_interval = max(min_interval, max_interval)
         self._clock = clock
+        self._neutralize = neutralize
         self._parser = _parser()
         self._done: list[str] = []  # pieces not yet split off the live block
         self._live_text = ""  # the text of the live block, as of the last split
         self._printed_any = False
         self._next_needs_gap = False
-        self._last_draw = float("-inf")
+        self._next_draw = float("-inf")
         self._live: Live | None = None
         self._quiet_tty: _QuietTerminal | None = None
+        self._warm: set[str] = set()  # languages whose highlighter is compiled
+        self._warming: threading.Thread | None = None
+        self._start_warm_up(frozenset())  # while the model reads the prompt
+
+    def _start_warm_up(self, languages: frozenset[str]) -> None:
+        self._warm |= languages
+        self._warming = threading.Thread(target=_warm_up, args=(languages,), name="askgpt-render-warm-up",
+                                         daemon=True)
+        self._warming.start()
+
+    def _ready(self) -> bool:
+        """Whether a draw can run without first paying a one-time cost. If the
+        text holds a code block in a language not compiled yet, compiling it
+        starts in the background and the draw waits (the pieces are kept)."""
+        if self._warming is not None:
+            if self._warming.is_alive():
+                return False
+            self._warming = None
+        self._live_text += "".join(self._done)
+        self._done.clear()
+        new = {m.group(1) for m in _FENCE_INFO.finditer(self._live_text)} - self._warm
+        if not new:
+            return True
+        self._start_warm_up(frozenset(new))
+        return False
 
     def write(self, piece: str) -> None:
-        from .render import neutralize
-
-        self._done.append(neutralize(piece))  # a terminal: no escape sequences from the model
+        self._done.append(self._neutralize(piece))  # a terminal: no escape sequences from the model
         now = self._clock()
-        if now - self._last_draw >= self._min_interval:
-            self._last_draw = now
-            with _interrupts_deferred():
-                self._draw()
+        if now < self._next_draw or not self._ready():
+            return
+        with _interrupts_deferred():
+            self._draw()
+        done = self._clock()
+        self._next_draw = max(now + self._min_interval, done + min((done - now) / self._budget, self._max_interval))
 
     def _markdown(self, text: str) -> Any:
         from rich.markdown import Markdown
@@ -203,7 +320,8 @@ class StreamingMarkdown:
     def _draw(self) -> None:
         text = self._live_text + "".join(self._done)
         self._done.clear()
-        cut, same_list = stable_split(text, self._parser)
+        tokens = self._parser.parse(text)
+        cut, same_list = _split(tokens, text)
         if cut:
             self._commit(text[:cut], same_list=same_list)
             text = text[cut:]
@@ -216,6 +334,8 @@ class StreamingMarkdown:
                               vertical_overflow="crop")
             self._live.start()
         height = max(1, self._console.size.height - 1)
+        if text.count("\n") > height:  # fewer source lines cannot fill more screen lines than that
+            text = _tail(self._parser.parse(text) if cut else tokens, text, height)
         self._live.update(_Block(self._markdown(text), height), refresh=True)
 
     def finish(self) -> None:
@@ -223,6 +343,9 @@ class StreamingMarkdown:
             self._finish()
 
     def _finish(self) -> None:
+        if self._warming is not None:
+            self._warming.join()  # the highlighters, compiled once
+            self._warming = None
         text = self._live_text + "".join(self._done)
         self._done.clear()
         self._live_text = ""

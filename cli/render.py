@@ -117,7 +117,8 @@ def format_quotes(quotes: Sequence[tuple[str, str]]) -> str:
 
 def format_error(error: AskgptError) -> str:
     line = f"askgpt: error: {error.message}"
-    return f"{line}; {error.hint}" if error.hint else line
+    # A message that ends a sentence of its own (llama.cpp's, a library's) drops its period before the hint.
+    return f"{line.rstrip('.')}; {error.hint}" if error.hint else line
 
 
 class Messages:

@@ -31,8 +31,10 @@ class PtyRun:
 def run_in_pty(argv: list[str], *, cols: int = 80, rows: int = 24, env: dict[str, str] | None = None,
                cwd: str | None = None, timeout: float = 120,
                on_output: Callable[[bytes, Callable[[bytes], None]], None] | None = None,
-               stderr_to_pty: bool = False) -> PtyRun:
-    """``on_output(chunk, send)`` sees every chunk the child writes and may type into the terminal."""
+               stderr_to_pty: bool = False, emulate: bool = True) -> PtyRun:
+    """``on_output(chunk, send)`` sees every chunk the child writes and may type into the terminal.
+    ``emulate=False`` only drains the terminal (a benchmark's reader should cost next to nothing);
+    the transcript is then empty."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -66,7 +68,8 @@ def run_in_pty(argv: list[str], *, cols: int = 80, rows: int = 24, env: dict[str
                     chunk = b""
                 if not chunk:
                     break
-                stream.feed(chunk)
+                if emulate:
+                    stream.feed(chunk)
                 if on_output is not None:
                     on_output(chunk, send)
             elif proc.poll() is not None:

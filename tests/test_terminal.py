@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from terminal import run_in_pty
 
-from askgpt.cli.markdown_stream import StreamingMarkdown, stable_split
+from askgpt.cli.markdown_stream import StreamingMarkdown, live_tail, stable_split
 
 SCRIPTED_CLI = str(REPO / "tests" / "scripted_cli.py")
 
@@ -83,12 +83,59 @@ def test_streamed_rendering_matches_rendering_the_whole_answer_at_once() -> None
     whole = Console(record=True, width=80, force_terminal=False)
     whole.print(Markdown(answer))
     streamed = Console(record=True, width=80, force_terminal=False)
-    clock = iter(range(10**6))
-    sink = StreamingMarkdown(streamed, min_interval=5, clock=lambda: next(clock))  # a draw every 5 pieces
+    now = [0.0]  # one time unit per piece; a draw takes none of it
+    sink = StreamingMarkdown(streamed, min_interval=5, clock=lambda: now[0])  # a draw every 5 pieces
     for i in range(0, len(answer), 3):
         sink.write(answer[i:i + 3])
+        now[0] += 1
     sink.finish()
     assert streamed.export_text().rstrip() == whole.export_text().rstrip()
+
+
+def rendered(text: str, width: int) -> list[str]:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    console = Console(width=width, force_terminal=False, color_system=None)
+    lines = ["".join(seg.text for seg in line).rstrip() for line in console.render_lines(Markdown(text))]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+WORDS = st.text(alphabet="abcdefghij ", min_size=1, max_size=70).map(lambda s: s.strip() or "x")
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=st.lists(st.tuples(WORDS, st.booleans(), st.booleans()), min_size=1, max_size=40),
+       start=st.integers(min_value=0, max_value=120), repeat_one=st.booleans(), rows=st.integers(1, 12))
+def test_the_live_tail_of_a_numbered_list_shows_what_the_whole_list_shows(
+        items: list[tuple[str, bool, bool]], start: int, repeat_one: bool, rows: int) -> None:
+    # The live block is drawn from its tail only; the screen's last rows must not tell the difference.
+    lines = []
+    for k, (words, nested, gap) in enumerate(items):
+        number = start if repeat_one else start + k  # models also write "1." on every item
+        lines.append(f"{number}. {words}")
+        if nested:
+            lines.append(" " * len(f"{number}. ") + f"- {words[::-1]}")
+        if gap:
+            lines.append("")
+    text = "\n".join(lines) + "\n"
+    tail = live_tail(text, rows)
+    assert len(tail) < len(text) or len(items) <= rows
+    assert rendered(tail, 40)[-rows:] == rendered(text, 40)[-rows:]
+
+
+@settings(max_examples=100, deadline=None)
+@given(code=st.lists(st.sampled_from(["x = 1", "", "    return f(x)  # a comment that is long enough to wrap",
+                                      "def f(y):", 's = """doc', '"""']), max_size=60),
+       info=st.sampled_from(["python", "", "text"]), closed=st.booleans(), rows=st.integers(1, 12))
+def test_the_live_tail_of_a_code_block_shows_what_the_whole_block_shows(
+        code: list[str], info: str, closed: bool, rows: int) -> None:
+    text = "\n".join([f"```{info}", *code, *(["```"] if closed else [])]) + "\n"
+    tail = live_tail(text, rows)
+    assert len(tail) < len(text) or len(code) <= rows + 1
+    assert rendered(tail, 40)[-rows:] == rendered(text, 40)[-rows:]
 
 
 @settings(max_examples=200, deadline=None)
@@ -147,3 +194,79 @@ def test_piped_output_stays_byte_faithful(tmp_path: Path) -> None:
     result = subprocess.run(scripted(tmp_path, HOSTILE, 0.0, "say it"), capture_output=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == HOSTILE
+
+
+# Scripts parse these fields: their form is fixed, uncoloured, on a terminal and in a pipe.
+STATS_FIELDS = re.compile(r"prompt: (\d+) tokens in \d+\.\d\ds \| answer: (\d+) tokens, (\d+\.\d) tokens/s \| ")
+
+
+def stats_fields(line: str) -> tuple[int, int]:
+    match = STATS_FIELDS.match(line)
+    assert match is not None, line
+    assert float(match.group(3)) > 0
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_stats_fields_keep_their_form_on_a_terminal_and_in_a_pipe(tmp_path: Path) -> None:
+    import subprocess
+
+    answer = "# Notes\n\nSome **bold** words, `code` and a list:\n\n- one\n- two\n"
+    tokens = len(answer.encode())  # the scripted engine's tokens are bytes
+    cmd = scripted(tmp_path, answer, 0.001, "--stats", "hi")
+
+    piped = subprocess.run(cmd, capture_output=True, cwd=str(REPO / "tests"))
+    assert piped.returncode == 0, piped.stderr
+    in_pipe = [line for line in piped.stderr.decode().splitlines() if line.startswith("prompt: ")]
+    assert len(in_pipe) == 1
+    prompt, answered = stats_fields(in_pipe[0])
+    assert answered == tokens
+
+    # The answer on a terminal, stats to a file or pipe (askgpt --stats ... 2>stats.txt).
+    on_tty = run_in_pty(cmd, cols=200, rows=24, cwd=str(REPO / "tests"))
+    assert on_tty.returncode == 0, on_tty.stderr
+    assert any(line.lstrip().startswith("•") for line in on_tty.transcript)  # the answer was rendered
+    lines = [line for line in on_tty.stderr.decode().splitlines() if line.startswith("prompt: ")]
+    assert len(lines) == 1 and stats_fields(lines[0]) == (prompt, tokens)
+
+    # Both on the terminal: the stats line is written as plain text, with no escape sequence inside it.
+    chunks: list[bytes] = []
+    both = run_in_pty(cmd, cols=200, rows=24, cwd=str(REPO / "tests"), stderr_to_pty=True,
+                      on_output=lambda chunk, send: chunks.append(chunk))
+    assert both.returncode == 0
+    raw = b"".join(chunks).decode()
+    start = raw.index("prompt: ")
+    line = raw[start:raw.index("\n", start)].rstrip("\r")
+    assert "\x1b" not in line
+    assert stats_fields(line) == (prompt, tokens)
+    assert [shown for shown in both.transcript if shown.startswith("prompt: ")] == [line]
+
+
+def test_draws_take_at_most_their_budget_of_the_time_and_never_stop_for_long() -> None:
+    import io
+    import threading
+
+    from rich.console import Console
+
+    now = [0.0]
+    draws: list[float] = []
+
+    class SlowDraws(StreamingMarkdown):
+        def _draw(self) -> None:  # a draw that takes draw_cost seconds of the clock
+            draws.append(now[0])
+            super()._draw()
+            now[0] += draw_cost
+
+    for draw_cost, want_gap in ((0.001, 0.25), (0.01, 0.51), (0.1, 2.1)):  # 0.1 s would need 5 s: capped at 2
+        draws.clear()
+        sink = SlowDraws(Console(file=io.StringIO(), force_terminal=True, width=80, height=24),
+                         min_interval=0.25, budget=0.02, max_interval=2.0, clock=lambda: now[0])
+        for thread in threading.enumerate():  # the renderer's imports, done in the background, first
+            if thread.name == "askgpt-render-warm-up":
+                thread.join()
+        for i in range(1000):  # 100 tokens/s for 10 s
+            sink.write(f"word{i} ")
+            now[0] += 0.01
+        sink.finish()
+        gaps = [b - a for a, b in zip(draws, draws[1:])]
+        assert len(gaps) >= 3
+        assert all(want_gap - 0.011 <= gap <= want_gap + 0.011 for gap in gaps), (draw_cost, gaps)
