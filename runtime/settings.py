@@ -186,7 +186,7 @@ class KeySpec:
         low = ("more than 0" if self.above_zero
                else f"at least {_num(self.minimum)}" if self.minimum is not None else "")
         if self.zero_ok:
-            low = f"0 (the model's own) or {low}"
+            low = f"0 (the model's training context) or {low}"
         high = f"at most {_num(upper)}" if upper is not None else ""
         return " and ".join(x for x in (low, high) if x) or self.kind.value
 

@@ -45,7 +45,7 @@ def one_error_line(result, code: int, needle: str) -> None:  # type: ignore[no-u
 @pytest.mark.parametrize("args", [["--ctx", "10", "-n", "16", "hi"], ["--ctx", "100", "-f", "-", "what is this"]])
 def test_a_context_below_256_is_refused_before_anything_loads(args: list[str]) -> None:
     result, factory = invoke(args, input="some notes")
-    one_error_line(result, ExitCode.USAGE_ERROR, "--ctx must be 0 (the model's training context) or at least 256")
+    one_error_line(result, ExitCode.USAGE_ERROR, "'--ctx': must be 0 (the model's training context) or at least 256")
     assert factory.calls == []
 
 

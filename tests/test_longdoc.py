@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from askgpt.runtime.ask import GenerationConfig
 from askgpt.runtime.chunking import chunk_text
-from askgpt.runtime.errors import ContextOverflowError
+from askgpt.runtime.errors import ContextOverflowError, UsageError
 from askgpt.runtime.longdoc import (
     LongContext,
     LongContextConfig,
@@ -102,15 +102,33 @@ def test_auto_strategy_choice(size: int, question: str, expected: Strategy) -> N
 
 @pytest.mark.parametrize("strategy", [Strategy.AUTO, Strategy.RETRIEVE, Strategy.MAP_REDUCE, Strategy.REFINE])
 def test_no_window_error_for_any_length_around_the_window(strategy: Strategy) -> None:
-    # One-byte tokens: the sweep crosses the window (512) from well below to far above.
+    # One-byte tokens: the sweep crosses the window from well below to far above. Refine
+    # carries its running answer (160 tokens) into every call, so it needs a larger window
+    # than the others (see the next test).
+    window = 768 if strategy is Strategy.REFINE else 512
     for size in (100, 300, 480, 500, 512, 530, 700, 1500, 5000):
-        engine = scripted(512)
+        engine = scripted(window)
         text = "\n".join(f"line {i} about the code" for i in range(size // 23 + 1))[:size]
         request = Request("What is the code?", documents=(Document("doc", text),))
         answer, report = LongContext(engine, LongContextConfig(strategy=strategy, read_tokens=128)).answer(
             request, GenerationConfig(64))
         assert answer.text() == "note"
-        assert all(len(p) <= 512 - 32 for p in engine.prompts)  # every call fitted with room to answer
+        assert all(len(p) <= window - 32 for p in engine.prompts)  # every call fitted with room to answer
+
+
+def test_a_window_too_small_for_refine_is_refused_with_the_window_that_works() -> None:
+    """Parts of a few tokens each beside refine's running answer would mean thousands of
+    model calls: refused at once, naming a --ctx that works (and that one does)."""
+    text = "\n".join(f"line {i} about the code" for i in range(200))
+    request = Request("What is the code?", documents=(Document("doc", text),))
+    config = LongContextConfig(strategy=Strategy.REFINE, read_tokens=128)
+    with pytest.raises(UsageError, match="too small to read the documents in parts") as refused:
+        LongContext(scripted(512), config).answer(request, GenerationConfig(64))
+    works = int(str(refused.value.hint).rsplit(" ", 1)[1])
+    assert works % 256 == 0 and works > 512
+    engine = scripted(works)
+    answer, _ = LongContext(engine, config).answer(request, GenerationConfig(64))
+    assert answer.text() == "note" and all(len(p) <= works - 32 for p in engine.prompts)
 
 
 def test_stuff_that_does_not_fit_is_refused_not_cut() -> None:
