@@ -51,8 +51,9 @@ FLASH_CHILD = """
 import sys
 import llama_cpp
 init = llama_cpp.Llama.__init__
+flash = sys.argv[1] == "on"  # read now: argv is replaced below
 def forced(self, *args, **kwargs):
-    kwargs["flash_attn"] = sys.argv[1] == "on"
+    kwargs["flash_attn"] = flash
     init(self, *args, **kwargs)
 llama_cpp.Llama.__init__ = forced
 sys.argv = ["askgpt", *sys.argv[2:]]
@@ -119,10 +120,12 @@ def answer_effect() -> None:
 
 
 def peak_rss_mb(cmd: list[str], env: dict[str, str], cwd: str) -> float:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        sys.exit(f"failed: {' '.join(cmd[:6])}...")
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            err.seek(0)
+            sys.exit(f"failed: {' '.join(cmd[3:])}: {err.read().decode(errors='replace').strip()[-500:]}")
     return usage.ru_maxrss / 1024  # KiB on Linux
 
 
@@ -150,5 +153,6 @@ def memory_table() -> None:
 
 
 if __name__ == "__main__":
-    answer_effect()
+    if "--memory-only" not in sys.argv:
+        answer_effect()
     memory_table()

@@ -325,7 +325,24 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             "-n", "--max-tokens", min=1, metavar="N", help="Most tokens to generate [default: 512].",
             show_default=False)] = None,
         seed: Annotated[int | None, typer.Option(
-            "--seed", min=0, metavar="N", help="Random seed, for repeatable sampling.", show_default=False)] = None,
+            "--seed", min=0, metavar="N", help="Random seed, for repeatable sampling and example draws "
+            "(--shots draws with seed 0 unless given).", show_default=False)] = None,
+        labels: Annotated[str | None, typer.Option(
+            "--labels", metavar="A,B,...|auto",
+            help="Answer with one of these labels, chosen by their log-probabilities under the model "
+                 "(auto: the examples' distinct outputs; --stats shows each label's probability).",
+            show_default=False)] = None,
+        calibrate: Annotated[bool, typer.Option(
+            "--calibrate", help="With --labels: correct the model's bias toward some labels, measured on "
+                                "content-free inputs under the same prompt (Calibrate Before Use).")] = False,
+        shots: Annotated[int | None, typer.Option(
+            "--shots", min=0, metavar="K",
+            help="Draw K examples per input from all the examples given (--examples POOL, -e, -T) "
+                 "instead of sending them all.", show_default=False)] = None,
+        select: Annotated[str | None, typer.Option(
+            "--select", metavar="random|similar|diverse",
+            help="How --shots draws: the nearest examples (most similar last), label-balanced random ones, "
+                 "or relevant ones spread over the pool [default: similar].", show_default=False)] = None,
         lookup: Annotated[int | None, typer.Option(
             "--lookup", min=0, metavar="N",
             help="Prompt-lookup decoding with greedy sampling (-t 0): guess up to N tokens from text that "
@@ -351,7 +368,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             show_default=False)] = None,
         template: Annotated[str | None, typer.Option(
             "-T", "--template", metavar="NAME",
-            help="Use a saved task: its system prompt, examples and suffix (askgpt templates list).",
+            help="Use a saved task: its system prompt, examples, suffix, labels and shots (askgpt templates list).",
             show_default=False, autocompletion=complete_templates)] = None,
         json_object: Annotated[bool, typer.Option(
             "--json", help="Answer with a JSON object (generation is constrained by a grammar).")] = False,
@@ -396,6 +413,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                 images=tuple(images or ()), ocr=ocr, image_mode=image_mode, encoder=encoder, mmproj=mmproj,
                 strategy=strategy, read_tokens=read_tokens,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, lookup=lookup, ctx=ctx,
+                labels=labels, calibrate=calibrate, shots=shots, select=select,
                 threads=threads, batch=batch, gpu_layers=gpu_layers, kv_type=kv_type,
                 prefix_cache=not no_cache, continue_last=continue_last, conversation_id=cid, log=not no_log,
                 template=template, json_object=json_object, schema=schema, extract=extract,
@@ -799,13 +817,24 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         suffix: Annotated[str | None, typer.Option("--suffix", metavar="TEXT",
                                                    help="Appended to the question, e.g. 'Answer in one word.'",
                                                    show_default=False)] = None,
+        labels: Annotated[str | None, typer.Option(
+            "--labels", metavar="A,B,...|auto", help="The answer is one of these labels (auto: the examples' "
+            "outputs, resolved now).", show_default=False)] = None,
+        shots: Annotated[int | None, typer.Option(
+            "--shots", min=0, metavar="K", help="Draw K of the examples per input instead of sending all.",
+            show_default=False)] = None,
+        select: Annotated[str | None, typer.Option(
+            "--select", metavar="random|similar|diverse", help="How --shots draws [default: similar].",
+            show_default=False)] = None,
     ) -> None:
         """Save (or replace) template NAME."""
         from .templates import run_save
 
-        with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
+        messages = Messages(sys.stderr, quiet=False)
+        with error_boundary(messages, debug=_debug_enabled(False)):
             path = run_save(_store(), name, system=system, examples=tuple(examples or ()),
-                            examples_file=examples_file, suffix=suffix)
+                            examples_file=examples_file, suffix=suffix, labels=labels, shots=shots, select=select,
+                            notify=messages.warn)
             typer.echo(f"saved {name} ({path})")
 
     @templates_app.command("edit")
@@ -973,6 +1002,52 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             run_needle_command(model=model, sizes=sizes, depths=depths, seeds=seeds, fillers=fillers, ctx=ctx,
                                read_tokens=read_tokens, as_json=as_json, plot=plot,
                                engine_factory=engine_factory or _default_engine_factory(), messages=messages)
+
+    @bench_app.command("icl")
+    def bench_icl(
+        models: Annotated[list[str] | None, typer.Option("-m", "--model", metavar="NAME|PATH",
+                                                         help="A model to measure, repeatable [default: as for "
+                                                              "ask].", show_default=False)] = None,
+        tasks: Annotated[str | None, typer.Option("--tasks", metavar="LIST",
+                                                  help="Built-in tasks: sentiment, topic, translate, arithmetic, "
+                                                       "unscramble, antonyms [default: all].",
+                                                  show_default=False)] = None,
+        task_files: Annotated[list[str] | None, typer.Option("--task-file", metavar="FILE",
+                                                             help="Your own task: JSONL of {input, output}, split "
+                                                                  "into a pool and a test set (repeatable).",
+                                                             show_default=False)] = None,
+        system: Annotated[str | None, typer.Option("-s", "--system", metavar="TEXT",
+                                                   help="The task description for --task-file.",
+                                                   show_default=False)] = None,
+        shots: Annotated[str, typer.Option("--shots", metavar="LIST",
+                                           help="Numbers of examples in the prompt.")] = "0,1,2,4,8,16",
+        seeds: Annotated[int, typer.Option("--seeds", min=1, metavar="N",
+                                           help="Random draws of examples per k.")] = 3,
+        select: Annotated[str, typer.Option("--select", metavar="LIST",
+                                            help="random, similar and/or diverse.")] = "random",
+        calibrate: Annotated[bool, typer.Option("--calibrate",
+                                                help="Also measure label tasks calibrated.")] = False,
+        ctx: Annotated[int, typer.Option("--ctx", min=256, metavar="N", help="Context window.")] = 2048,
+        threads: Annotated[int, typer.Option("--threads", min=1, metavar="N",
+                                             help="CPU threads (short inputs gain little from more, and lose "
+                                                  "much on a busy machine).")] = 1,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+        plot: Annotated[str | None, typer.Option("--plot", metavar="PNG",
+                                                 help="Draw accuracy against k (needs matplotlib).")] = None,
+        save_template: Annotated[str | None, typer.Option("--save-template", metavar="NAME",
+                                                          help="Save the best setting for the task as a "
+                                                               "template.", show_default=False)] = None,
+        quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+    ) -> None:
+        """In-context learning: accuracy against the number of examples, per task, with 95% intervals."""
+        from .bench import run_icl_command
+
+        messages = Messages(sys.stderr, quiet=quiet)
+        with error_boundary(messages, debug=_debug_enabled(False)):
+            run_icl_command(models=list(models or ()), tasks=tasks, task_files=list(task_files or ()),
+                            system=system, shots=shots, seeds=seeds, select=select, calibrate=calibrate, ctx=ctx,
+                            threads=threads, as_json=as_json, plot=plot, save_template=save_template,
+                            engine_factory=engine_factory or _default_engine_factory(), messages=messages)
 
     return app
 

@@ -21,6 +21,8 @@ from askgpt.runtime.errors import (
     UsageError,
 )
 from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
+from askgpt.runtime.icl.labels import LabelScores
+from askgpt.runtime.icl.options import IclOptions, IclPlan, plan_request
 from askgpt.runtime.inputs import Inputs, collect_inputs
 from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.models import ModelRef, find_mmproj
@@ -92,6 +94,10 @@ class AskOptions:
     stats: bool = False
     debug: bool = False  # also show llama.cpp's own log lines
     show_prompt: bool = False  # --show-prompt: print the prompt the model would get, run nothing
+    labels: str | None = None  # --labels A,B,...|auto: the answer is one of them
+    calibrate: bool = False  # --calibrate: correct the label probabilities (Zhao et al. 2021)
+    shots: int | None = None  # --shots K: draw K of the examples per input
+    select: str | None = None  # --select random|similar|diverse: how
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,13 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
     if not opts.images:
         _check_vision_options(opts, settings)
     template = TemplateStore(settings.paths.templates_dir).get(opts.template) if opts.template else None
+    icl = IclOptions.of(labels=opts.labels, calibrate=opts.calibrate, shots=opts.shots, select=opts.select,
+                        seed=opts.seed)
+    if template is not None:
+        icl = icl.over(template.labels, template.shots, template.select)
+    icl.check()
+    if icl.labels is not None and (opts.json_object or opts.schema is not None or opts.extract):
+        raise UsageError("--labels answers with a label; it does not go with --json, --schema or -x")
     words = opts.prompt_words
     if template is not None:
         words, template = template_words(template, words)
@@ -234,16 +247,21 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
         if template is not None:
             inputs = replace(inputs, request=apply_template(template, inputs.request,
                                                             system_given=opts.system is not None))
+        plan = plan_request(inputs.request, icl)
+        if plan.labels_from_examples and plan.labels is not None:
+            messages.warn(f"labels from the examples: {', '.join(plan.labels)}")
+        inputs = replace(inputs, request=plan.request)
         _answer(opts, inputs, settings=settings, engine_factory=engine_factory,
-                streams=streams, messages=messages)
+                streams=streams, messages=messages, plan=plan)
     finally:
         inputs.cleanup()
 
 
 def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
-            engine_factory: EngineFactory, streams: Streams, messages: Messages) -> None:
+            engine_factory: EngineFactory, streams: Streams, messages: Messages, plan: IclPlan) -> None:
     d = settings.defaults
-    conversation = _Conversation(opts, settings, messages)
+    labels = plan.labels
+    conversation = _Conversation(opts, settings, messages, plan)
     request = replace(inputs.request, history=conversation.turns())
     vision = VisionStep(opts, settings, messages, inputs.stdin_image) if opts.images else None
     config = GenerationConfig(
@@ -285,14 +303,20 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
         if opts.show_prompt:
             _show_prompt(engine, request, config, long_context, streams, messages)
             return
-        with messages.progress() as progress:
-            response = assistant.respond(request, config, long_context, progress=progress)
+        if labels is not None:
+            # The whole request is scored (no long-document strategy): a label needs the input itself.
+            response = assistant.choose(request, labels, calibrate=plan.calibrate, config=config)
+            if response.note:
+                messages.warn(response.note)
+        else:
+            with messages.progress() as progress:
+                response = assistant.respond(request, config, long_context, progress=progress)
         answer, report = response.answer, response.report
         if report is not None and report.strategy is not Strategy.STUFF:
             messages.warn(report.line())
-        # JSON and extracted code go out as they are, never rendered as Markdown.
+        # JSON, extracted code and labels go out as they are, never rendered as Markdown.
         sink = _CheckedSink(make_sink(streams.stdout, markdown=streams.stdout_is_terminal and schema is None
-                                      and not opts.extract))
+                                      and not opts.extract and labels is None))
         # One generator for the whole answer, closed below however writing ends: a reader that
         # went away (`| head -c 20`) then stops it as Ctrl-C does, and it is logged the same way.
         pieces = iter(answer)
@@ -321,6 +345,9 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
                 if report is not None:
                     messages.line(report.stats_line())
                 messages.line(format_stats(answer.stats, load_seconds=load_seconds, kv_bytes=info.kv_bytes))
+                if response.scores is not None:
+                    for line in label_lines(response.scores):
+                        messages.line(line)
                 # Only the llama.cpp engine has an on-disk prefix cache and prompt lookup.
                 guessed = getattr(engine, "lookup_guessed", 0)
                 if guessed:
@@ -337,6 +364,20 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
         messages.warn("stopped early: the answer started repeating itself")
     elif stats is not None and stats.stop_reason is StopReason.LENGTH:
         messages.warn(f"stopped at the {config.max_tokens}-token limit (raise it with -n)")
+
+
+def label_lines(scores: LabelScores) -> list[str]:
+    """--stats with --labels: each label's probability (normalized over the labels), and
+    with --calibrate the model's own ones and the content-free bias that corrected them."""
+    def shares(probabilities: tuple[float, ...]) -> str:
+        return " | ".join(f"{label} {p:.3f}" for label, p in zip(scores.labels, probabilities, strict=True))
+
+    lines = [f"labels: {shares(scores.probabilities)}" + (" (calibrated)" if scores.raw is not None else "")]
+    if scores.raw is not None:
+        lines.append(f"labels before calibration: {shares(scores.raw.probabilities)}")
+    if scores.content_free is not None:
+        lines.append(f"content-free inputs: {shares(scores.content_free)}")
+    return lines
 
 
 def _schema(opts: AskOptions) -> dict | None:
@@ -372,8 +413,9 @@ class _Conversation:
     """The conversation log for one ask: earlier turns in (-c/--cid), this exchange out.
     The log never stops an answer: a failure to read or write it is a warning."""
 
-    def __init__(self, opts: AskOptions, settings: Settings, messages: Messages) -> None:
+    def __init__(self, opts: AskOptions, settings: Settings, messages: Messages, plan: IclPlan | None = None) -> None:
         self._log = ConversationLog(settings.paths.log_file)
+        self._plan = plan
         self._messages = messages
         self._write = opts.log and settings.defaults.log
         self._continue = opts.continue_last or opts.conversation_id is not None
@@ -419,6 +461,11 @@ class _Conversation:
                    "seed": config.sampling.seed, "lookup_tokens": config.sampling.lookup_tokens}
         if self._continue:  # how many earlier turns the model got (`askgpt logs show` lists them)
             options["replayed_turns"] = len(request.history)
+        if self._plan is not None and self._plan.labels is not None:
+            options["labels"] = list(self._plan.labels)
+            options["calibrate"] = self._plan.calibrate
+        if self._plan is not None and self._plan.shots is not None:
+            options.update(shots=self._plan.shots, select=self._plan.select, example_seed=self._plan.seed)
         try:
             self._log.record(exchange_of(self.id, ref, request, answer, options=options, images=images))
         except (LogError, OSError) as exc:

@@ -125,3 +125,92 @@ def run_startup_command(*, model: str | None, ctx: int, rounds: int, as_json: bo
                 ("askgpt one-token answer", one_token),
             ], env=env, rounds=rounds, progress=lambda d, t: progress("rounds", d, t))
     print_result(result.to_json(), "\n".join(result.lines()), as_json=as_json)
+
+
+def parse_shots(text: str) -> list[int]:
+    """``--shots 0,1,4``: numbers of examples, each 0 or more, in increasing order."""
+    try:
+        shots = sorted({int(p) for p in (x.strip() for x in text.split(",")) if p})
+    except ValueError:
+        raise UsageError(f"--shots must be whole numbers like 0,1,4, not {text!r}") from None
+    if not shots or shots[0] < 0:
+        raise UsageError("--shots must list numbers of examples, 0 or more, e.g. 0,1,4")
+    return shots
+
+
+def parse_list(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def run_icl_command(*, models: list[str], tasks: str | None, task_files: list[str], system: str | None,
+                    shots: str, seeds: int, select: str, calibrate: bool, ctx: int, threads: int, as_json: bool,
+                    plot: str | None, save_template: str | None, engine_factory: EngineFactory,
+                    messages: Messages) -> None:
+    from pathlib import Path
+
+    from askgpt.runtime.icl.bench import (
+        TaskKind,
+        check_names,
+        format_results,
+        pick_tasks,
+        plot_curves,
+        results_json,
+        run_icl,
+        settings_for,
+        task_from_file,
+    )
+    from askgpt.runtime.icl.labels import has_logprobs
+    from askgpt.runtime.icl.selection import parse_select
+
+    shot_list = parse_shots(shots)
+    selects = [parse_select(s) for s in parse_list(select)]
+    if not selects:
+        raise UsageError("--select takes random, similar and/or diverse")
+    if seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    task_list = [task_from_file(Path(f), system=system) for f in task_files]
+    if tasks or not task_list:
+        task_list = pick_tasks(parse_list(tasks)) + task_list
+    check_names(task_list)
+    if save_template is not None:
+        from askgpt.runtime.templates import NAME_PATTERN
+
+        if len(task_list) != 1:
+            raise UsageError("--save-template keeps the best setting of one task",
+                             hint="run one task: --tasks NAME or --task-file FILE")
+        if not NAME_PATTERN.match(save_template):
+            raise UsageError(f"bad template name {save_template!r}",
+                             hint="use lowercase letters, digits, - and _ (up to 64)")
+    settings = settings_for(selects, calibrate)
+    store = load_settings(os.environ)
+    results = []
+    for name in models or [None]:
+        ref = resolve_model(name or store.defaults.model, store.paths.models_dir)
+        engine = engine_factory(ref, EngineConfig(n_ctx=ctx, n_threads=threads))
+        try:
+            if not has_logprobs(engine) and any(t.kind is TaskKind.LABELS for t in task_list):
+                raise UsageError(f"{ref.name} is a served model: it gives no log-probabilities to score the "
+                                 "label tasks with", hint="measure only generation tasks, e.g. --tasks "
+                                                          "translate,arithmetic,unscramble,antonyms")
+            with messages.progress() as progress:
+                label = engine.info.name
+                results.append(run_icl(engine, task_list, shots=shot_list, seeds=seeds, settings=settings,
+                                       progress=lambda d, t, label=label: progress(label, d, t)))
+        finally:
+            engine.close()
+    print_result(results_json(results, shot_list, settings, seeds),
+                 format_results(results, shot_list, settings, seeds), as_json=as_json)
+    if plot:
+        try:
+            plot_curves(results, shot_list, settings, plot)
+        except ImportError:
+            raise UsageError("--plot needs matplotlib", hint='pip install "askgpt[plot]"') from None
+        messages.warn(f"plot saved to {plot}")
+    if save_template is not None:
+        from askgpt.runtime.icl.bench import best_template
+        from askgpt.runtime.settings import resolve_paths
+        from askgpt.runtime.templates import TemplateStore
+
+        template, note = best_template(save_template, results[0], task_list[0])
+        path = TemplateStore(resolve_paths(os.environ).templates_dir).save(template)
+        messages.line(f"askgpt: saved template {save_template} ({path}): {note}")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from askgpt.runtime.errors import UsageError
+from askgpt.runtime.icl.labels import AUTO, parse_labels
+from askgpt.runtime.icl.options import IclOptions
 from askgpt.runtime.inputs import load_examples
 from askgpt.runtime.prompt import parse_example
 from askgpt.runtime.templates import BUILTIN, Template, TemplateStore
@@ -29,18 +32,34 @@ def run_show(store: TemplateStore, name: str, *, as_json: bool) -> None:
     lines += [f"example: {e.input!r} => {e.output!r}" for e in t.examples]
     if t.suffix:
         lines.append(f"suffix: {t.suffix}")
+    if t.labels:
+        lines.append(f"labels: {', '.join(t.labels)}")
+    if t.shots is not None:
+        lines.append(f"shots: {t.shots} drawn per input ({(t.select.value if t.select else 'default')})")
     print_result(t.to_json(), "\n".join(lines), as_json=as_json)
 
 
 def run_save(store: TemplateStore, name: str, *, system: str | None, examples: tuple[str, ...],
-             examples_file: str | None, suffix: str | None) -> Path:
+             examples_file: str | None, suffix: str | None, labels: str | None = None,
+             shots: int | None = None, select: str | None = None,
+             notify: Callable[[str], None] | None = None) -> Path:
+    """Save template NAME; ``--labels auto`` is resolved now, from the examples, and
+    ``notify`` is told which labels it took (a template never infers them later)."""
+    options = IclOptions.of(labels=labels, shots=shots, select=select).check()
     parsed = [parse_example(e) for e in examples]
     if examples_file:
         parsed += load_examples(examples_file)
     if not system and not parsed and not suffix:
         raise UsageError("a template needs a system prompt, examples or a suffix",
                          hint='e.g. askgpt templates save haiku -s "Answer with a haiku."')
-    return store.save(Template(name, system or None, tuple(parsed), suffix or None))
+    if shots is not None and not parsed:
+        raise UsageError("--shots draws from the template's examples, but none were given",
+                         hint="give a pool with --examples FILE")
+    chosen = parse_labels(labels, parsed) if labels is not None else ()
+    if labels is not None and labels.strip().lower() == AUTO and notify is not None:
+        notify(f"labels from the examples: {', '.join(chosen)}")
+    return store.save(Template(name, system or None, tuple(parsed), suffix or None, labels=chosen,
+                               shots=shots, select=options.select))
 
 
 def run_edit(store: TemplateStore, name: str, editor: str) -> Path | None:

@@ -8,6 +8,9 @@
             print(piece, end="")
         print(r.usage)                          # token counts and timings
         data = a.ask("A city and its country", schema={"city": "string", "country": "string"}).json()
+        r = a.ask("The soup was cold.", labels=["positive", "negative"], calibrate=True)
+        r.text(), r.scores.probabilities        # the label, and each label's probability
+        a.ask("I loved it.", labels="auto", examples="pool.jsonl", shots=4, select="similar")
         chat = a.chat(system="Be terse.")
         chat.ask("My name is Ada.").text()
         chat.ask("What is my name?").text()     # the earlier turn is in the model's context
@@ -29,7 +32,10 @@ from .ask import Answer, GenerationConfig, Stats
 from .chat_session import ChatSession
 from .engine import Engine, EngineConfig, EngineFactory
 from .errors import UsageError
-from .inputs import read_document
+from .icl.labels import LabelAnswer, LabelScores, ServedLabelAnswer
+from .icl.options import IclOptions, label_answer, plan_request
+from .icl.selection import Select
+from .inputs import load_examples, read_document
 from .longdoc import LongContext, LongContextConfig, LongContextReport, Progress, Strategy
 from .models import ModelRef, find_mmproj
 from .prompt import Example, ImageBlock, Request, parse_example
@@ -84,6 +90,22 @@ class Response:
         """The runtime's streamed answer underneath (for logging and rendering)."""
         return self._answer
 
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The labels the answer was restricted to (``labels=``), None for a free answer."""
+        return self._answer.labels if isinstance(self._answer, LabelAnswer | ServedLabelAnswer) else None
+
+    @property
+    def scores(self) -> LabelScores | None:
+        """Each label's score, once the answer is read (``labels=`` on a local model)."""
+        return self._answer.scores if isinstance(self._answer, LabelAnswer | ServedLabelAnswer) else None
+
+    @property
+    def note(self) -> str | None:
+        """What a user should be told about how the answer was made: a served model's labels
+        come from a grammar, not from log-probabilities."""
+        return self._answer.note if isinstance(self._answer, ServedLabelAnswer) else None
+
     def __str__(self) -> str:
         return self.text()
 
@@ -123,14 +145,34 @@ class Assistant:
         return self._engine
 
     def ask(self, prompt: str, *, images: Sequence[str] = (), files: Sequence[str] = (),
-            examples: Sequence[str | tuple[str, str]] = (), system: str | None = None,
+            examples: Sequence[str | tuple[str, str]] | str = (), system: str | None = None,
             schema: Schema | None = None, max_tokens: int | None = None, temperature: float | None = None,
-            strategy: str = "auto") -> Response:
+            strategy: str = "auto", labels: Sequence[str] | str | None = None, calibrate: bool = False,
+            shots: int | None = None, select: str | Select | None = None, seed: int | None = None) -> Response:
         """Ask one question. ``files`` are documents (longer ones go through ``strategy``,
-        as `askgpt --strategy`); ``examples`` are "IN => OUT" strings or (in, out) pairs;
-        ``schema`` constrains the answer to JSON (a dict, a JSON schema or shorthand text)."""
+        as `askgpt --strategy`); ``examples`` are "IN => OUT" strings or (in, out) pairs, or
+        the path of a JSONL file of them; ``schema`` constrains the answer to JSON (a dict, a
+        JSON schema or shorthand text).
+
+        In-context learning, as `askgpt --labels/--calibrate/--shots/--select/--seed`:
+        ``labels`` (a list, "A,B", or "auto" for the examples' outputs) restricts the answer
+        to one label, chosen by the model's log-probabilities (`Response.scores`);
+        ``calibrate`` corrects them with content-free inputs; ``shots`` draws that many of the
+        examples per question by ``select`` (random|similar|diverse), repeatable by ``seed``."""
+        icl = IclOptions.of(labels=labels, calibrate=calibrate, shots=shots, select=select, seed=seed).check()
+        if icl.labels is not None and schema is not None:
+            raise UsageError("labels answer with a label; they do not go with schema")
         request = Request(prompt, documents=tuple(read_document(f) for f in files),
                           system=self._system(system), examples=_examples(examples))
+        chosen = plan_request(request, icl)
+        request = chosen.request
+        if chosen.labels is not None:
+            if images:
+                from askgpt.vision.pipeline import load_images
+
+                request = replace(request, images=self.image_blocks(load_images(images, None))[0])
+            return self.choose(request, chosen.labels, calibrate=calibrate,
+                               config=self._config(max_tokens, temperature))
         request, config = self._structured(request, self._config(max_tokens, temperature), schema)
         if images:
             from askgpt.vision.pipeline import load_images
@@ -150,6 +192,13 @@ class Assistant:
         context = LongContext(self.engine, long_context or LongContextConfig(), progress=progress)
         answer, report = context.answer(request, config)
         return Response(answer, report=report)
+
+    def choose(self, request: Request, labels: Sequence[str], *, calibrate: bool = False,
+               config: GenerationConfig | None = None) -> Response:
+        """Answer a built `Request` with one of ``labels`` (what `ask(labels=...)` and
+        `askgpt --labels` end in): by the labels' log-probabilities, or for a served model
+        by a grammar (`Response.note` says so)."""
+        return Response(label_answer(self.engine, request, labels, config, calibrate=calibrate))
 
     def image_blocks(self, images: Sequence[LoadedImage], vision: VisionConfig | None = None, *,
                      mmproj: str | None = None, notify: Callable[[str], None] | None = None,
@@ -229,5 +278,7 @@ class Chat:
         return len(self._session.history)
 
 
-def _examples(examples: Sequence[str | tuple[str, str]]) -> tuple[Example, ...]:
+def _examples(examples: Sequence[str | tuple[str, str]] | str) -> tuple[Example, ...]:
+    if isinstance(examples, str):  # a JSONL file, as --examples
+        return load_examples(examples)
     return tuple(parse_example(e) if isinstance(e, str) else Example(*e) for e in examples)

@@ -2,7 +2,9 @@
 (`askgpt -T NAME "..."`) — GPT-3's in-context learning made a reusable tool.
 
 A template is a system prompt, examples, and an optional suffix appended to the
-user's words. A few ship with askgpt; users save their own as JSON files in the
+user's words; for in-context learning also labels (the answer is one of them, see
+runtime.icl) and shots (the examples are then a pool K of them are drawn from per input,
+by ``select``). A few ship with askgpt; users save their own as JSON files in the
 config folder's ``templates/``. A user's template of the same name wins.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from .errors import InputNotFoundError, UsageError
 from .files import atomic_write
+from .icl.selection import Select, parse_select
 from .prompt import Example, Request
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -27,10 +30,33 @@ class Template:
     examples: tuple[Example, ...] = ()
     suffix: str | None = None  # appended to the instruction, e.g. "Answer in one word."
     builtin: bool = False
+    labels: tuple[str, ...] = ()  # the answer is one of these (--labels)
+    shots: int | None = None  # draw this many of the examples per input (--shots); None: all
+    select: Select | None = None  # how they are drawn (--select)
+
+    def __post_init__(self) -> None:
+        if self.select is not None and self.shots is None:
+            raise UsageError("a template's select needs shots")
+        if self.shots is not None and self.shots < 0:
+            raise UsageError("a template's shots must be 0 or more")
+
+    @property
+    def pool(self) -> tuple[Example, ...]:
+        """The examples the shots are drawn from (with ``shots`` None, all are used)."""
+        return self.examples
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "system": self.system, "suffix": self.suffix, "builtin": self.builtin,
-                "examples": [{"input": e.input, "output": e.output} for e in self.examples]}
+        data: dict[str, object] = {
+            "name": self.name, "system": self.system, "suffix": self.suffix, "builtin": self.builtin,
+            "examples": [{"input": e.input, "output": e.output} for e in self.examples]}
+        # Written only when set, so a plain template's file is as before.
+        if self.labels:
+            data["labels"] = list(self.labels)
+        if self.shots is not None:
+            data["shots"] = self.shots
+        if self.select is not None:
+            data["select"] = self.select.value
+        return data
 
     def instruction(self, words: str) -> str:
         return f"{words}\n\n{self.suffix}" if self.suffix else words
@@ -122,9 +148,17 @@ def _parse(name: str, path: Path) -> Template:
         system, suffix = data.get("system"), data.get("suffix")
         if not (system is None or isinstance(system, str)) or not (suffix is None or isinstance(suffix, str)):
             raise TypeError("system and suffix must be strings")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"template {path} is not valid: {exc}", hint=f"fix it or askgpt templates rm {name}") from exc
-    return Template(name, system, examples, suffix)
+        labels = data.get("labels") or []
+        if not isinstance(labels, list) or not all(isinstance(x, str) and x.strip() for x in labels):
+            raise TypeError("labels must be a list of strings")
+        shots = data.get("shots")
+        if not (shots is None or (isinstance(shots, int) and not isinstance(shots, bool))):
+            raise TypeError("shots must be a whole number")
+        select = None if data.get("select") is None else parse_select(str(data["select"]))
+        return Template(name, system, examples, suffix, labels=tuple(labels), shots=shots, select=select)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError) as exc:
+        what = exc.message if isinstance(exc, UsageError) else exc
+        raise UsageError(f"template {path} is not valid: {what}", hint=f"fix it or askgpt templates rm {name}") from exc
 
 
 def template_words(template: Template, words: tuple[str, ...]) -> tuple[tuple[str, ...], Template]:

@@ -173,8 +173,13 @@ def logged() -> list[dict]:
 
 
 def test_an_answer_cut_short_by_a_closed_pipe_is_logged_as_ctrl_c_ones_are(tmp_path: Path) -> None:
-    # Longer than a pipe's buffer, so the writer is still writing when the reader goes away.
-    answer = "word " * 40_000
+    # Longer than a pipe's buffer, so the writer is still writing when the reader goes away;
+    # random words, so the loop guard never stops it first however slow the reader is.
+    import random
+
+    rng = random.Random(0)
+    answer = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+                      for _ in range(40_000))
     proc = scripted(["-n", "200000", "x"], answer, tmp_path, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     head = proc.stdout.read(20)

@@ -1,0 +1,266 @@
+"""Answers restricted to labels, chosen by the model's log-probabilities.
+
+Each label is scored as the start of the assistant's answer: its tokens (content, so
+tokenized with control-token parsing off) after the prepared prompt, their log-probabilities
+summed one after another. When one label's tokens begin another's ("pos" and "pos"+"itive"
+under some tokenizer), the shorter would always score at least as high, so then every label
+is scored as the whole answer: its tokens and the token that ends the assistant's turn.
+The end token is not added always: on the built-in model it costs accuracy (a sentiment set,
+17-19/24 with it against 20/24 without; docs/in-context-learning.md), because how likely the
+model is to stop right after a label is a bias of its own, not the input's. A model without a
+chat template gets the plain completion prompt, the label after a space (as its examples
+are written) and a newline as its end.
+
+Ties go to the label given first. A served model gives no log-probabilities here: its
+answer is restricted to the labels by a JSON-schema grammar instead (`ServedLabelAnswer`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..ask import Answer, GenerationConfig, Stats, StopReason, check_fits, control_pattern, prepare, render
+from ..chat import format_prompt
+from ..engine import Engine, PromptPart, TokenIds
+from ..errors import StructuredOutputError, UsageError
+from ..prompt import Example, Markup, Request
+from ..structured import constrain
+
+if TYPE_CHECKING:
+    import numpy as np
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """Whole-sequence log-probabilities of each label as the answer. After calibration
+    ``logprobs`` are corrected scores (``log p - log p_cf``), ``raw`` the model's own and
+    ``content_free`` the averaged label probabilities of the content-free inputs."""
+
+    labels: tuple[str, ...]
+    logprobs: tuple[float, ...]
+    raw: LabelScores | None = None
+    content_free: tuple[float, ...] | None = None
+    ended: bool = False  # scored with the end-of-answer token after each label
+
+    @property
+    def probabilities(self) -> tuple[float, ...]:
+        """Softmax over the labels: each label's share of the probability the labels hold."""
+        top = max(self.logprobs)
+        if top == -math.inf:
+            return tuple(1 / len(self.labels) for _ in self.labels)
+        exps = [math.exp(lp - top) for lp in self.logprobs]
+        total = sum(exps)
+        return tuple(e / total for e in exps)
+
+    @property
+    def best(self) -> str:
+        """The most likely label; of equal ones the first given."""
+        return self.labels[self.logprobs.index(max(self.logprobs))]
+
+
+def parse_labels(text: str | Sequence[str], examples: Sequence[Example]) -> tuple[str, ...]:
+    """``--labels A,B,...`` (or a sequence of labels), or ``auto``: the distinct outputs of
+    ``examples`` in first-seen order. At least two labels, none empty, none repeated."""
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        if not examples:
+            raise UsageError("--labels auto takes the labels from the examples, but none were given",
+                             hint="give examples (-e, --examples, -T) or the labels themselves: --labels A,B")
+        labels = tuple(dict.fromkeys(e.output.strip() for e in examples))
+        if len(labels) < 2:
+            raise UsageError(f"--labels auto found one label in the examples ({labels[0]!r}); it needs two or more")
+        return labels
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
+    if any(not s for s in items):
+        raise UsageError("--labels has an empty label", hint="e.g. --labels positive,negative")
+    repeated = sorted({s for s in items if items.count(s) > 1})
+    if repeated:
+        raise UsageError(f"--labels names {', '.join(map(repr, repeated))} more than once")
+    if len(items) < 2:
+        raise UsageError("--labels needs at least two labels", hint="e.g. --labels positive,negative")
+    return tuple(items)
+
+
+_MARK = "LABEL"
+
+
+def answer_end(engine: Engine) -> tuple[int, ...]:
+    """The token(s) that end an assistant's answer: the chat template's end-of-turn control
+    token (found after an assistant turn's content, tokenized as markup), else the model's
+    end-of-sequence token; a newline for a model without a template."""
+    info = engine.info
+    if not info.chat_template:
+        return tuple(engine.tokenize("\n", special=False))
+    pieces = format_prompt(info, Request("question", examples=(Example("input", _MARK),))).pieces
+    after = next((pieces[i + 1] for i, p in enumerate(pieces[:-1]) if isinstance(p, str) and p == _MARK), None)
+    controls = control_pattern(engine)
+    if isinstance(after, Markup) and controls is not None:
+        found = controls.match(after.text)
+        if found:
+            return tuple(engine.tokenize(found.group(0), special=True))
+    if info.eos_token:
+        return tuple(engine.tokenize(info.eos_token, special=True))
+    return tuple(engine.tokenize("\n", special=False))
+
+
+def label_tokens(engine: Engine, label: str) -> tuple[int, ...]:
+    """The label as the answer's content (plain prompts: after ``Output:`` and a space)."""
+    ids = tuple(engine.tokenize(label if engine.info.chat_template else " " + label, special=False))
+    if not ids:
+        raise UsageError(f"the label {label!r} is no tokens for this model")
+    return ids
+
+
+def needs_end(tokens: Sequence[tuple[int, ...]]) -> bool:
+    """Whether one label's tokens begin another's: then only whole answers compare fairly."""
+    return any(a != b and b[:len(a)] == a for a in tokens for b in tokens)
+
+
+def score_parts(engine: Engine, parts: Sequence[PromptPart], labels: Sequence[str], *,
+                end: bool | None = None) -> LabelScores:
+    """Each label's tokens after the prompt ``parts`` (``end``: and the end of the answer;
+    None: when `needs_end`). The engine keeps the prompt in its attention cache, so each
+    further step reads one token."""
+    tokens = [label_tokens(engine, label) for label in labels]
+    if end is None:
+        end = needs_end(tokens)
+    ending = answer_end(engine) if end else ()
+    seen: dict[tuple[int, ...], np.ndarray] = {}  # labels sharing a prefix share its steps
+    scores = []
+    for label_ids in tokens:
+        ids = (*label_ids, *ending)
+        total = 0.0
+        for i, token in enumerate(ids):
+            prefix = ids[:i]
+            if prefix not in seen:
+                seen[prefix] = engine.next_token_logprobs([*parts, TokenIds(prefix)] if prefix else list(parts))
+            total += float(seen[prefix][token])
+        scores.append(total)
+    return LabelScores(tuple(labels), tuple(scores), ended=end)
+
+
+def score_labels(engine: Engine, request: Request, labels: Sequence[str], *, end: bool | None = None) -> LabelScores:
+    """Whole-label log-probabilities of ``labels`` starting the answer to ``request``
+    (``end``: as the whole answer; None: when one label's tokens begin another's)."""
+    if not labels:
+        raise UsageError("no labels to choose from")
+    return score_parts(engine, render(engine, request).parts, labels, end=end)
+
+
+def has_logprobs(engine: Engine) -> bool:
+    """Whether the engine gives next-token log-probabilities (a served model does not)."""
+    from ..remote_engine import RemoteEngine
+
+    return not isinstance(engine, RemoteEngine)
+
+
+class LabelAnswer(Answer):
+    """The label with the highest (optionally calibrated) score, as an answer: iterating
+    scores the labels and yields the winner; ``scores`` holds them afterwards."""
+
+    def __init__(self, engine: Engine, request: Request, labels: Sequence[str], *, calibrate: bool = False,
+                 config: GenerationConfig | None = None) -> None:
+        prompt = render(engine, request)
+        self._prepared = prompt
+        longest = max(len(label_tokens(engine, label)) for label in labels) + len(answer_end(engine))
+        check_fits(prompt.n_tokens, n_ctx=engine.info.n_ctx, max_tokens=longest)
+        super().__init__(engine, prompt, config or GenerationConfig(max_tokens=longest))
+        self._scorer = engine
+        self._request = request
+        self.labels = tuple(labels)
+        self.calibrate = calibrate
+        self.scores: LabelScores | None = None
+        self._label = ""
+
+    def __iter__(self) -> Iterator[str]:
+        start = time.perf_counter()
+        reason = StopReason.END
+        try:
+            if self.calibrate:
+                from .calibration import calibrated
+
+                self.scores = calibrated(self._scorer, self._request, self.labels)
+            else:
+                self.scores = score_labels(self._scorer, self._request, self.labels)
+            self._label = self.scores.best
+            yield self._label
+        except (KeyboardInterrupt, GeneratorExit):
+            reason = StopReason.INTERRUPTED
+            raise
+        finally:
+            self.stats = Stats(prompt_tokens=self._prepared.n_tokens,
+                               generated_tokens=len(label_tokens(self._scorer, self._label)) if self._label else 0,
+                               prompt_seconds=time.perf_counter() - start, generate_seconds=0.0,
+                               stop_reason=reason)
+
+    def text(self) -> str:
+        return "".join(self)
+
+    @property
+    def emitted(self) -> str:
+        return self._label
+
+
+def label_schema(labels: Sequence[str]) -> dict[str, object]:
+    return {"enum": list(labels)}
+
+
+def label_of(text: str, labels: Sequence[str]) -> str:
+    """The label a grammar-restricted answer names: a JSON string (quotes stripped), else
+    the bare text; matched exactly, then ignoring case."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text.strip().strip('"')
+    value = str(value).strip()
+    if value in labels:
+        return value
+    folded = {label.casefold(): label for label in reversed(labels)}
+    if value.casefold() in folded:
+        return folded[value.casefold()]
+    raise StructuredOutputError(f"the served model answered {text[:80]!r}, which is none of the labels",
+                                hint="it may not support JSON-schema grammars; use a local model for --labels")
+
+
+SERVED_NOTE = ("the served model gives askgpt no log-probabilities, so the answer is restricted to the "
+               "labels by a grammar instead (no label probabilities{calibration})")
+
+
+class ServedLabelAnswer(Answer):
+    """A served model's answer restricted to ``labels`` by the JSON schema ``{"enum": labels}``
+    (runtime.structured), printed without its quotes."""
+
+    def __init__(self, engine: Engine, request: Request, labels: Sequence[str], config: GenerationConfig, *,
+                 calibrate: bool = False) -> None:
+        constrained, settings = constrain(request, config, label_schema(labels))
+        prompt = prepare(engine, constrained, settings)
+        self._inner = Answer(engine, prompt, settings)
+        super().__init__(engine, prompt, settings)
+        self.labels = tuple(labels)
+        self.scores: LabelScores | None = None
+        self.note = SERVED_NOTE.format(calibration=", so no --calibrate either" if calibrate else "")
+        self._label = ""
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            text = self._inner.text()
+        finally:
+            self.stats = self._inner.stats
+        if self.stats is not None and self.stats.stop_reason is StopReason.INTERRUPTED:
+            return
+        self._label = label_of(text, self.labels)
+        yield self._label
+
+    def text(self) -> str:
+        return "".join(self)
+
+    @property
+    def emitted(self) -> str:
+        return self._label
+
