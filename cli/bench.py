@@ -148,6 +148,7 @@ def run_icl_command(*, models: list[str], tasks: str | None, task_files: list[st
                     messages: Messages) -> None:
     from pathlib import Path
 
+    from askgpt.runtime.icl.answers import has_logprobs
     from askgpt.runtime.icl.bench import (
         TaskKind,
         check_names,
@@ -159,7 +160,6 @@ def run_icl_command(*, models: list[str], tasks: str | None, task_files: list[st
         settings_for,
         task_from_file,
     )
-    from askgpt.runtime.icl.labels import has_logprobs
     from askgpt.runtime.icl.selection import parse_select
 
     shot_list = parse_shots(shots)

@@ -32,7 +32,8 @@ from .ask import Answer, GenerationConfig, Stats
 from .chat_session import ChatSession
 from .engine import Engine, EngineConfig, EngineFactory
 from .errors import UsageError
-from .icl.labels import LabelAnswer, LabelScores, ServedLabelAnswer
+from .icl.answers import LabelAnswer, ServedLabelAnswer
+from .icl.labels import LabelScores
 from .icl.options import IclOptions, label_answer, plan_request
 from .icl.selection import Select
 from .inputs import load_examples, read_document

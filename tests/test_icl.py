@@ -24,8 +24,9 @@ from askgpt.cli.app import create_app
 from askgpt.runtime.ask import render
 from askgpt.runtime.engine import TokenIds
 from askgpt.runtime.errors import UsageError
+from askgpt.runtime.icl.answers import label_of
 from askgpt.runtime.icl.calibration import CONTENT_FREE, calibrated, content_free
-from askgpt.runtime.icl.labels import LabelScores, answer_end, label_of, label_tokens, parse_labels, score_labels
+from askgpt.runtime.icl.labels import LabelScores, answer_end, label_tokens, parse_labels, score_labels
 from askgpt.runtime.icl.options import IclOptions, plan_request
 from askgpt.runtime.icl.selection import Select, bm25_similarity, label_set, select_examples
 from askgpt.runtime.prompt import Example, Request

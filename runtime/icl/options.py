@@ -10,7 +10,8 @@ from ..ask import Answer, GenerationConfig
 from ..engine import Engine
 from ..errors import UsageError
 from ..prompt import Request
-from .labels import AUTO, LabelAnswer, ServedLabelAnswer, has_logprobs, parse_labels
+from .answers import LabelAnswer, ServedLabelAnswer, has_logprobs
+from .labels import AUTO, parse_labels
 from .selection import Select, parse_select, select_examples
 
 # --shots without --select: the nearest examples (on the built-in model and a sentiment
