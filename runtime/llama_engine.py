@@ -143,7 +143,10 @@ def load_llama_engine(ref: ModelRef, config: EngineConfig) -> LlamaEngine:
     if config.prefix_cache is not None:
         key = model_key(ref.path, kv_type=config.kv_type, backend_version=llama_cpp.__version__)
         cache = PrefixCache(config.prefix_cache, key)
-    return LlamaEngine(llm, ref, kv_type=config.kv_type, prefix_cache=cache)
+    # The attention cache's size from the header walked above (the memory check's own figure;
+    # tests/test_performance.py compares it with llama.cpp's log).
+    kv_bytes = kv_cache_bytes(header, n_ctx=llm.n_ctx(), kv_type=config.kv_type)
+    return LlamaEngine(llm, ref, kv_type=config.kv_type, prefix_cache=cache, kv_bytes=kv_bytes)
 
 
 def _construct(llama_cpp: Any, ref: ModelRef, config: EngineConfig, threads: int) -> Any:
@@ -199,7 +202,7 @@ class LlamaEngine:
     """`Engine` over one ``llama_cpp.Llama``; close it (or use ``with``) to free memory."""
 
     def __init__(self, llm: Any, ref: ModelRef, *, kv_type: str = "f16",
-                 prefix_cache: PrefixCache | None = None) -> None:
+                 prefix_cache: PrefixCache | None = None, kv_bytes: int = 0) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
@@ -230,7 +233,7 @@ class LlamaEngine:
             bos_token=token_text(llama_cpp.llama_vocab_bos(vocab)),
             eos_token=token_text(llama_cpp.llama_vocab_eos(vocab)),
             add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
-            kv_bytes=_kv_bytes(llama_cpp, llm, kv_type),
+            kv_bytes=kv_bytes,
         )
 
     @property
@@ -730,12 +733,6 @@ def quantize_gguf(src: Path, dst: Path, ftype: int, *, threads: int = 0) -> None
     status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if status != 0:
         raise ModelLoadError(f"llama.cpp could not quantize {src.name}: {_native_log.first_error() or status}")
-
-
-def _kv_bytes(llama_cpp: Any, llm: Any, kv_type: str) -> int:
-    """The attention cache of this context, from the GGUF's key/value lengths (the memory
-    check's own figure; tests/test_performance.py compares it with llama.cpp's log)."""
-    return kv_cache_bytes(check_gguf(Path(llm.model_path)), n_ctx=llm.n_ctx(), kv_type=kv_type)
 
 
 def raw_speed(engine: LlamaEngine, ids: Sequence[int], n_decode: int) -> tuple[float, float, int]:
