@@ -1,6 +1,6 @@
 """askgpt: an offline, on-device assistant for the terminal.
 
-``from askgpt import Assistant`` is the Python API (askgpt.runtime.assistant),
+``from askgpt import Assistant`` is the Python API (askgpt.assistant),
 imported on first use so that importing askgpt (and ``askgpt --help``) stays light.
 """
 

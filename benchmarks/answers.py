@@ -15,12 +15,12 @@ import re
 import time
 
 from askgpt.cli.ask import DEFAULT_SYSTEM
-from askgpt.runtime.ask import GenerationConfig, ask
-from askgpt.runtime.engine import EngineConfig
-from askgpt.runtime.llama_engine import load_llama_engine
-from askgpt.runtime.models import builtin_model
-from askgpt.runtime.prompt import Request
-from askgpt.runtime.sampling import SamplingConfig
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.llama.engine import load_llama_engine
+from askgpt.runtime.engine.sampling import SamplingConfig
+from askgpt.runtime.models.registry import builtin_model
+from askgpt.runtime.prompting.generate import GenerationConfig, ask
+from askgpt.runtime.prompting.request import Request
 
 QUESTIONS = [
     ("What is the capital of France?", "Paris"),

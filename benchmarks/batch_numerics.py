@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from askgpt.runtime.engine import EngineConfig
-from askgpt.runtime.llama_engine import load_llama_engine
-from askgpt.runtime.models import builtin_model
-from askgpt.runtime.needle import haystack
+from askgpt.runtime.bench.needle import haystack
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.llama.engine import load_llama_engine
+from askgpt.runtime.models.registry import builtin_model
 
 
 def main() -> None:

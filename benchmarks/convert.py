@@ -49,7 +49,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.models.registry import builtin_model
 
     work = Path(tempfile.mkdtemp())
     path = builtin_model().path

@@ -16,11 +16,11 @@ import json
 import time
 from pathlib import Path
 
-from askgpt.runtime.engine import EngineConfig
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.llama.engine import load_llama_engine
 from askgpt.runtime.icl.options import IclOptions, label_answer, plan_request
-from askgpt.runtime.llama_engine import load_llama_engine
-from askgpt.runtime.models import builtin_model
-from askgpt.runtime.prompt import Example, Request
+from askgpt.runtime.models.registry import builtin_model
+from askgpt.runtime.prompting.request import Example, Request
 
 # askgpt's built-in classify template's wording, with the two labels.
 SYSTEM = "Classify the sentiment of the user's text. Reply with exactly one word: positive or negative."

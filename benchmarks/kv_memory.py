@@ -34,13 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from answers import QUESTIONS  # noqa: E402
 
 from askgpt.cli.ask import DEFAULT_SYSTEM  # noqa: E402
-from askgpt.runtime.ask import GenerationConfig, ask  # noqa: E402
-from askgpt.runtime.engine import EngineConfig  # noqa: E402
-from askgpt.runtime.llama_engine import load_llama_engine, sequence_logits  # noqa: E402
-from askgpt.runtime.models import builtin_model  # noqa: E402
-from askgpt.runtime.needle import haystack  # noqa: E402
-from askgpt.runtime.prompt import Document, Request  # noqa: E402
-from askgpt.runtime.sampling import SamplingConfig  # noqa: E402
+from askgpt.runtime.bench.needle import haystack  # noqa: E402
+from askgpt.runtime.engine.base import EngineConfig  # noqa: E402
+from askgpt.runtime.engine.llama.engine import load_llama_engine, sequence_logits  # noqa: E402
+from askgpt.runtime.engine.sampling import SamplingConfig  # noqa: E402
+from askgpt.runtime.models.registry import builtin_model  # noqa: E402
+from askgpt.runtime.prompting.generate import GenerationConfig, ask  # noqa: E402
+from askgpt.runtime.prompting.request import Document, Request  # noqa: E402
 
 NEEDLE = "The harbour master of Port Ellery is called Wendell Okafor."
 # (label, --kv-type, flash attention): askgpt's two settings and the like-for-like f16.

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from askgpt.runtime.ask import GenerationConfig, ask
-from askgpt.runtime.engine import EngineConfig
-from askgpt.runtime.llama_engine import load_llama_engine
-from askgpt.runtime.models import builtin_model
-from askgpt.runtime.prompt import Document, Request
-from askgpt.runtime.sampling import SamplingConfig
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.llama.engine import load_llama_engine
+from askgpt.runtime.engine.sampling import SamplingConfig
+from askgpt.runtime.models.registry import builtin_model
+from askgpt.runtime.prompting.generate import GenerationConfig, ask
+from askgpt.runtime.prompting.request import Document, Request
 
 REPORT = "\n".join(f"{day}: the {depot} depot shipped {n} crates of {goods}." for day, depot, n, goods in [
     ("Monday", "north", 120, "apples"), ("Monday", "river", 45, "salt"), ("Tuesday", "north", 80, "flour"),

@@ -17,14 +17,14 @@ import random
 import time
 
 from askgpt.cli.render import format_quotes
-from askgpt.runtime.ask import GenerationConfig
-from askgpt.runtime.engine import EngineConfig
-from askgpt.runtime.llama_engine import load_llama_engine
-from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
-from askgpt.runtime.models import builtin_model
-from askgpt.runtime.needle import haystack
-from askgpt.runtime.prompt import Document, Request
-from askgpt.runtime.sampling import SamplingConfig
+from askgpt.runtime.bench.needle import haystack
+from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, Strategy
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.llama.engine import load_llama_engine
+from askgpt.runtime.engine.sampling import SamplingConfig
+from askgpt.runtime.models.registry import builtin_model
+from askgpt.runtime.prompting.generate import GenerationConfig
+from askgpt.runtime.prompting.request import Document, Request
 
 FACTS = [
     ("The lighthouse on Kestrel Point was painted red in 1911.", "1911"),

@@ -34,8 +34,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Generator, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
@@ -107,8 +107,8 @@ def child(argv: Sequence[str]) -> None:
     from askgpt.cli.app import create_app
     from askgpt.cli.markdown_stream import StreamingMarkdown
     from askgpt.cli.render import PlainSink
-    from askgpt.runtime.engine import PromptPart
-    from askgpt.runtime.sampling import SamplingConfig
+    from askgpt.runtime.engine.base import PromptPart
+    from askgpt.runtime.engine.sampling import SamplingConfig
 
     # The time the answer spends in the sink (rendering and writing), apart from the model's;
     # finish() (the rest of the answer, drawn after the last token) included.

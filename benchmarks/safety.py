@@ -36,9 +36,9 @@ def run(askgpt: str, args: list[str], env: dict[str, str], stdin: bytes = b"") -
 
 
 def main() -> None:
-    from askgpt.runtime.gguf_check import check_gguf
-    from askgpt.runtime.model_guard import ensure_loads_safely
-    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.engine.guard import ensure_loads_safely
+    from askgpt.runtime.models.gguf import check_gguf
+    from askgpt.runtime.models.registry import builtin_model
 
     askgpt = shutil.which("askgpt", path=str(Path(sys.executable).parent)) or "askgpt"
     work = Path(tempfile.mkdtemp())

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from askgpt.runtime.needle import CITIES, PLACES, _paragraphs
+from askgpt.runtime.bench.needle import CITIES, PLACES, _paragraphs
 
 
 def write_haystack(path: Path, size_mb: int, depth: float, needle: str) -> None:

@@ -21,12 +21,11 @@ import typer
 from typer.core import TyperGroup
 
 from askgpt import __version__
-from askgpt.runtime.engine import EngineFactory
+from askgpt.cli.config import checked_option
+from askgpt.cli.render import Messages, format_error
+from askgpt.runtime.engine.kinds import EngineFactory
 from askgpt.runtime.errors import AskgptError, ExitCode, OutputError
-from askgpt.runtime.settings import truthy
-
-from .config import checked_option
-from .render import Messages, format_error
+from askgpt.runtime.store.settings import truthy
 
 
 def _click_exceptions() -> Any:
@@ -179,7 +178,7 @@ def _version(value: bool) -> None:
 
 
 def _default_engine_factory() -> EngineFactory:
-    from askgpt.runtime.engine import load_engine
+    from askgpt.runtime.engine.kinds import load_engine
 
     return load_engine
 
@@ -206,8 +205,8 @@ for every option). To ask a question that starts with a subcommand's name, write
 
 def complete_models(incomplete: str) -> list[str]:
     """Shell completion for -m: the models askgpt knows by name (headers are not read)."""
-    from askgpt.runtime.models import list_models
-    from askgpt.runtime.settings import resolve_paths
+    from askgpt.runtime.models.registry import list_models
+    from askgpt.runtime.store.settings import resolve_paths
 
     names = [ref.name for ref in list_models(resolve_paths(os.environ).models_dir)]
     return [n for n in names if n.startswith(incomplete)]
@@ -215,8 +214,8 @@ def complete_models(incomplete: str) -> list[str]:
 
 def complete_templates(incomplete: str) -> list[str]:
     """Shell completion for -T: built-in and saved template names."""
-    from askgpt.runtime.settings import resolve_paths
-    from askgpt.runtime.templates import TemplateStore
+    from askgpt.runtime.store.settings import resolve_paths
+    from askgpt.runtime.store.templates import TemplateStore
 
     names = TemplateStore(resolve_paths(os.environ).templates_dir).names()
     return [n for n in names if n.startswith(incomplete)]
@@ -400,9 +399,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                                   "and exit without generating.")] = False,
     ) -> None:
         """Ask the model (the default command). Stdin, when piped, is the document."""
-        from askgpt.runtime.settings import load_settings
-
-        from .ask import AskOptions, Streams, run_ask
+        from askgpt.cli.ask import AskOptions, Streams, run_ask
+        from askgpt.runtime.store.settings import load_settings
 
         messages = Messages(sys.stderr, quiet=quiet)
         debug = _debug_enabled(debug)
@@ -437,7 +435,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
         """The built-in model and the GGUF files in the models folder: size, architecture,
         parameters, quantization, context length, vision (from their headers only)."""
-        from .models import run_list
+        from askgpt.cli.models import run_list
 
         messages = Messages(sys.stderr, quiet=False)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -461,7 +459,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     ) -> None:
         """Give a GGUF file a name (the file stays where it is), or name a served model
         (`models add NAME --endpoint URL [--remote-model ID]`)."""
-        from .models import run_add, run_add_remote
+        from askgpt.cli.models import run_add, run_add_remote
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             if endpoint is not None:
@@ -484,7 +482,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                                                      show_default=False)] = None,
     ) -> None:
         """Download a GGUF into the models folder (online; resumable; checksum checked)."""
-        from .models import run_pull
+        from askgpt.cli.models import run_pull
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(run_pull(repo, filename, endpoint=endpoint, revision=revision))
@@ -493,7 +491,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     def models_default(name: Annotated[str, typer.Argument(metavar="NAME|PATH",
                                                            autocompletion=complete_models)]) -> None:
         """Make NAME the model askgpt uses when -m is not given (the config's model key)."""
-        from .models import run_default
+        from askgpt.cli.models import run_default
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(run_default(name))
@@ -504,7 +502,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         delete_file: Annotated[bool, typer.Option("--delete-file", help="Also delete the file.")] = False,
     ) -> None:
         """Forget an added model; its file is deleted only with --delete-file."""
-        from .models import run_rm
+        from askgpt.cli.models import run_rm
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(run_rm(name, delete_file=delete_file))
@@ -516,7 +514,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     ) -> None:
         """What a GGUF file holds, from its header (instant, even for a 10 GB file)."""
-        from .models import run_info
+        from askgpt.cli.models import run_info
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_info(model, as_json=as_json)
@@ -529,7 +527,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @convert_app.command("types")
     def convert_types() -> None:
         """The output types, with bits per weight."""
-        from .convert import run_types
+        from askgpt.cli.convert import run_types
 
         run_types()
 
@@ -547,7 +545,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
     ) -> None:
         """Convert a Llama-family or Phi-3 checkpoint (safetensors) to GGUF, quantizing if asked."""
-        from .convert import run_hf
+        from askgpt.cli.convert import run_hf
 
         messages = Messages(sys.stderr, quiet=quiet)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -564,9 +562,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
     ) -> None:
         """Quantize a GGUF with llama.cpp's quantizer; the output appears only when complete and checked."""
-        from askgpt.runtime.settings import resolve_paths
-
-        from .convert import run_quantize
+        from askgpt.cli.convert import run_quantize
+        from askgpt.runtime.store.settings import resolve_paths
 
         messages = Messages(sys.stderr, quiet=quiet)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -586,7 +583,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
     ) -> None:
         """Perplexity, KL divergence and top-1 agreement of MODEL against its reference."""
-        from .convert import run_report
+        from askgpt.cli.convert import run_report
 
         messages = Messages(sys.stderr, quiet=quiet)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -614,9 +611,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     ) -> None:
         """Export an open_clip model's image and text towers to ONNX (with int8 variants and a parity
         check) into askgpt's data folder; --image uses it from then on, without torch."""
-        from askgpt.runtime.settings import load_settings
-
-        from .vision import run_setup
+        from askgpt.cli.vision import run_setup
+        from askgpt.runtime.store.settings import load_settings
 
         messages = Messages(sys.stderr, quiet=quiet)
         debug = _debug_enabled(debug)
@@ -648,10 +644,9 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         mmproj GGUF that llama.cpp's own tools (and --mmproj) load."""
         from pathlib import Path
 
+        from askgpt.cli.convert import run_mmproj
         from askgpt.convert.clip import ClipSetupConfig
-        from askgpt.runtime.settings import load_settings
-
-        from .convert import run_mmproj
+        from askgpt.runtime.store.settings import load_settings
 
         messages = Messages(sys.stderr, quiet=quiet)
         debug = _debug_enabled(debug)
@@ -668,9 +663,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         verify: Annotated[bool, typer.Option("--verify", help="Recompute every file's SHA-256.")] = False,
     ) -> None:
         """The image encoders: sizes, hashes, parity, which tower is used, projector fits."""
-        from askgpt.runtime.settings import load_settings
-
-        from .vision import run_status
+        from askgpt.cli.vision import run_status
+        from askgpt.runtime.store.settings import load_settings
 
         messages = Messages(sys.stderr, quiet=False)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -679,9 +673,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @vision_app.command("rm")
     def vision_rm(name: Annotated[str, typer.Argument(metavar="NAME", help="A set-up encoder's name.")]) -> None:
         """Remove a set-up CLIP encoder (its folder in the data folder)."""
-        from askgpt.runtime.settings import load_settings
-
-        from .vision import run_rm
+        from askgpt.cli.vision import run_rm
+        from askgpt.runtime.store.settings import load_settings
 
         messages = Messages(sys.stderr, quiet=False)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -716,9 +709,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     ) -> None:
         """Talk with the model: it loads once and keeps the conversation in its attention cache.
         Commands: /image, /file, /system, /example, /clear, /save, /stats, /model, /help, /exit."""
-        from askgpt.runtime.settings import load_settings
-
-        from .chat import ChatOptions, run_chat
+        from askgpt.cli.chat import ChatOptions, run_chat
+        from askgpt.runtime.store.settings import load_settings
 
         messages = Messages(sys.stderr, quiet=False)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -746,9 +738,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         """List recent exchanges, newest first (`askgpt logs show ID` for one whole)."""
         if ctx.invoked_subcommand is not None:
             return
-        from askgpt.runtime.settings import load_settings
-
-        from .logs import run_list
+        from askgpt.cli.logs import run_list
+        from askgpt.runtime.store.settings import load_settings
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_list(load_settings(os.environ), limit=count, query=query, conversation=cid, as_json=as_json)
@@ -759,9 +750,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
     ) -> None:
         """One exchange whole: prompt, system prompt, examples, attachments, options, answer, timings."""
-        from askgpt.runtime.settings import load_settings
-
-        from .logs import run_show
+        from askgpt.cli.logs import run_show
+        from askgpt.runtime.store.settings import load_settings
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_show(load_settings(os.environ), exchange_id, as_json=as_json)
@@ -769,7 +759,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @logs_app.command("path")
     def logs_path() -> None:
         """Where the log database is."""
-        from askgpt.runtime.settings import load_settings
+        from askgpt.runtime.store.settings import load_settings
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(str(load_settings(os.environ).paths.log_file))
@@ -779,15 +769,15 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     app.add_typer(templates_app, name="templates")
 
     def _store() -> Any:
-        from askgpt.runtime.settings import resolve_paths
-        from askgpt.runtime.templates import TemplateStore
+        from askgpt.runtime.store.settings import resolve_paths
+        from askgpt.runtime.store.templates import TemplateStore
 
         return TemplateStore(resolve_paths(os.environ).templates_dir)
 
     @templates_app.command("list")
     def templates_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
         """The built-in and saved templates."""
-        from .templates import run_list
+        from askgpt.cli.templates import run_list
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_list(_store(), as_json=as_json)
@@ -798,7 +788,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     ) -> None:
         """One template whole."""
-        from .templates import run_show
+        from askgpt.cli.templates import run_show
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_show(_store(), name, as_json=as_json)
@@ -828,7 +818,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
             show_default=False)] = None,
     ) -> None:
         """Save (or replace) template NAME."""
-        from .templates import run_save
+        from askgpt.cli.templates import run_save
 
         messages = Messages(sys.stderr, quiet=False)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -840,7 +830,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @templates_app.command("edit")
     def templates_edit(name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
         """Open template NAME's file in $VISUAL or $EDITOR (a built-in one is copied first)."""
-        from .templates import run_edit
+        from askgpt.cli.templates import run_edit
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
@@ -861,16 +851,15 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @config_app.command("path")
     def config_path() -> None:
         """Where the config file is (it need not exist)."""
-        from askgpt.runtime.settings import resolve_paths
+        from askgpt.runtime.store.settings import resolve_paths
 
         typer.echo(str(resolve_paths(os.environ).config_file))
 
     @config_app.command("show")
     def config_show(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
         """Every key's effective value and where it comes from: environment, config file or default."""
-        from askgpt.runtime.settings import resolve_paths
-
-        from .config import environ, run_show
+        from askgpt.cli.config import environ, run_show
+        from askgpt.runtime.store.settings import resolve_paths
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_show(resolve_paths(os.environ), environ(), as_json=as_json)
@@ -882,9 +871,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         value: Annotated[str, typer.Argument(metavar="VALUE", help="Its new value, checked before it is written.")],
     ) -> None:
         """Set KEY to VALUE in the config file."""
-        from askgpt.runtime.settings import resolve_paths
-
-        from .config import run_set
+        from askgpt.cli.config import run_set
+        from askgpt.runtime.store.settings import resolve_paths
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(run_set(resolve_paths(os.environ), key, value))
@@ -892,9 +880,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @config_app.command("unset")
     def config_unset(key: Annotated[str, typer.Argument(metavar="KEY", help="A config key.")]) -> None:
         """Remove KEY from the config file (its default applies again)."""
-        from askgpt.runtime.settings import resolve_paths
-
-        from .config import run_unset
+        from askgpt.cli.config import run_unset
+        from askgpt.runtime.store.settings import resolve_paths
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(run_unset(resolve_paths(os.environ), key))
@@ -902,9 +889,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @config_app.command("edit")
     def config_edit() -> None:
         """Open the config file in $VISUAL or $EDITOR, then check it."""
-        from askgpt.runtime.settings import resolve_paths
-
-        from .config import environ, run_edit
+        from askgpt.cli.config import environ, run_edit
+        from askgpt.runtime.store.settings import resolve_paths
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_edit(resolve_paths(os.environ), environ())
@@ -918,9 +904,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Where the cache is, its size and bound, and the prompts it holds."""
-        from askgpt.runtime.settings import load_settings
-
-        from .cache import run_info
+        from askgpt.cli.cache import run_info
+        from askgpt.runtime.store.settings import load_settings
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             run_info(load_settings(os.environ), as_json=as_json)
@@ -928,9 +913,8 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     @cache_app.command("clear")
     def cache_clear() -> None:
         """Delete every cached prefix."""
-        from askgpt.runtime.settings import load_settings
-
-        from .cache import run_clear
+        from askgpt.cli.cache import run_clear
+        from askgpt.runtime.store.settings import load_settings
 
         with error_boundary(Messages(sys.stderr, quiet=False), debug=_debug_enabled(False)):
             typer.echo(run_clear(load_settings(os.environ)))
@@ -950,7 +934,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
     ) -> None:
         """Prefill and decode tokens/s through askgpt against raw llama-cpp-python, interleaved."""
-        from .bench import run_speed_command
+        from askgpt.cli.bench import run_speed_command
 
         messages = Messages(sys.stderr, quiet=quiet)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -968,7 +952,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
     ) -> None:
         """Whole-process times of --help, --version and a one-token answer, against a bare
         llama-cpp-python script answering the same message."""
-        from .bench import run_startup_command
+        from askgpt.cli.bench import run_startup_command
 
         messages = Messages(sys.stderr, quiet=quiet)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -995,7 +979,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
                                                  help="Draw the grid as a heatmap (needs matplotlib).")] = None,
     ) -> None:
         """Needle in a haystack: recall of a planted fact by input size and depth, through --strategy auto."""
-        from .bench import run_needle_command
+        from askgpt.cli.bench import run_needle_command
 
         messages = Messages(sys.stderr, quiet=False)
         with error_boundary(messages, debug=_debug_enabled(False)):
@@ -1040,7 +1024,7 @@ def create_app(engine_factory: EngineFactory | None = None) -> typer.Typer:
         quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
     ) -> None:
         """In-context learning: accuracy against the number of examples, per task, with 95% intervals."""
-        from .bench import run_icl_command
+        from askgpt.cli.bench import run_icl_command
 
         messages = Messages(sys.stderr, quiet=quiet)
         with error_boundary(messages, debug=_debug_enabled(False)):

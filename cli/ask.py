@@ -9,39 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from askgpt.runtime.ask import Answer, GenerationConfig, StopReason, prepare, shown
-from askgpt.runtime.assistant import Assistant
-from askgpt.runtime.conversation import exchange_of, fit_history, not_replayed, turns_of
-from askgpt.runtime.engine import Engine, EngineFactory
-from askgpt.runtime.errors import (
-    InputNotFoundError,
-    ModelNotFoundError,
-    OutputError,
-    StructuredOutputError,
-    UsageError,
-)
-from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
-from askgpt.runtime.icl.labels import LabelScores
-from askgpt.runtime.icl.options import IclOptions, IclPlan, plan_request
-from askgpt.runtime.inputs import Inputs, collect_inputs
-from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy
-from askgpt.runtime.models import ModelRef, find_mmproj
-from askgpt.runtime.prompt import DEFAULT_SYSTEM as PROMPT_DEFAULT_SYSTEM
-from askgpt.runtime.prompt import Request, Turn
-from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import (
-    ENV_OVERRIDES,
-    KV_CACHE_TYPES,
-    Settings,
-    context_size,
-    engine_config,
-    model_ref,
-    system_prompt,
-)
-from askgpt.runtime.structured import ANY_OBJECT, check_json, constrain, first_code_block, load_schema
-from askgpt.runtime.templates import TemplateStore, apply_template, template_words
-
-from .render import (
+from askgpt.assistant import Assistant
+from askgpt.cli.render import (
     AnswerSink,
     Messages,
     format_cache_events,
@@ -51,6 +20,37 @@ from .render import (
     neutralize,
     stream_answer,
 )
+from askgpt.conversation import exchange_of, fit_history, not_replayed, turns_of
+from askgpt.runtime.documents.inputs import Inputs, collect_inputs
+from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, Strategy
+from askgpt.runtime.engine.base import Engine
+from askgpt.runtime.engine.kinds import EngineFactory
+from askgpt.runtime.engine.sampling import SamplingConfig
+from askgpt.runtime.errors import (
+    InputNotFoundError,
+    ModelNotFoundError,
+    OutputError,
+    StructuredOutputError,
+    UsageError,
+)
+from askgpt.runtime.icl.labels import LabelScores
+from askgpt.runtime.icl.options import IclOptions, IclPlan, plan_request
+from askgpt.runtime.models.registry import ModelRef, find_mmproj
+from askgpt.runtime.prompting.generate import Answer, GenerationConfig, StopReason, prepare, shown
+from askgpt.runtime.prompting.request import DEFAULT_SYSTEM as PROMPT_DEFAULT_SYSTEM
+from askgpt.runtime.prompting.request import Request, Turn
+from askgpt.runtime.prompting.structured import ANY_OBJECT, check_json, constrain, first_code_block, load_schema
+from askgpt.runtime.store.log import ConversationLog, LogError, new_conversation_id
+from askgpt.runtime.store.settings import (
+    ENV_OVERRIDES,
+    KV_CACHE_TYPES,
+    Settings,
+    context_size,
+    engine_config,
+    model_ref,
+    system_prompt,
+)
+from askgpt.runtime.store.templates import TemplateStore, apply_template, template_words
 
 DEFAULT_SYSTEM = PROMPT_DEFAULT_SYSTEM  # the CLI's name for it (tests and benchmarks import it from here)
 
@@ -280,7 +280,7 @@ def _answer(opts: AskOptions, inputs: Inputs, *, settings: Settings,
     ref = resolve_ref(settings, opts.model, opts.endpoint)
     if opts.mmproj:
         find_mmproj(ref, opts.mmproj)  # a missing file fails now, image or not
-    # The Python API's object: the CLI is a thin layer over it (runtime.assistant).
+    # The Python API's object: the CLI is a thin layer over it (assistant).
     assistant = Assistant(settings=settings, engine_factory=engine_factory, ref=ref, load=engine_config(
         settings, ref, ctx=opts.ctx, threads=opts.threads, batch=opts.batch, gpu_layers=opts.gpu_layers,
         kv_type=_kv_type(opts.kv_type or d.kv_type), native_log=messages.raw if opts.debug else None,
@@ -493,7 +493,7 @@ class VisionStep:
         self._reports: list = []
 
     def blocks(self, engine: Engine, ref: ModelRef) -> tuple:
-        from askgpt.runtime.assistant import image_blocks
+        from askgpt.assistant import image_blocks
 
         with self._messages.status("Looking at the images…"):
             blocks, self._reports = image_blocks(engine, ref, self._settings, self._images, self._config,
@@ -501,7 +501,7 @@ class VisionStep:
         return blocks
 
     def attachments(self) -> tuple:
-        from askgpt.runtime.history import Attachment
+        from askgpt.runtime.store.log import Attachment
 
         return tuple(Attachment(im.source, _size(im.source), im.sha256) for im in self._images)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from askgpt.runtime.engine import EngineConfig, EngineFactory
+from askgpt.cli.render import Messages, print_result
+from askgpt.runtime.documents.strategies import LongContextConfig
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.kinds import EngineFactory
 from askgpt.runtime.errors import UsageError
-from askgpt.runtime.longdoc import LongContextConfig
-from askgpt.runtime.models import resolve_model
-from askgpt.runtime.settings import load_settings
-
-from .render import Messages, print_result
+from askgpt.runtime.models.registry import resolve_model
+from askgpt.runtime.store.settings import load_settings
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -34,7 +34,7 @@ def parse_depths(text: str) -> list[float]:
 def run_needle_command(*, model: str | None, sizes: str, depths: str, seeds: int, fillers: str, ctx: int,
                        read_tokens: int, as_json: bool, plot: str | None, engine_factory: EngineFactory,
                        messages: Messages) -> None:
-    from askgpt.runtime.needle import format_grid, plot_grid, run_needle
+    from askgpt.runtime.bench.needle import format_grid, plot_grid, run_needle
 
     size_list, depth_list = parse_sizes(sizes), parse_depths(depths)
     filler_list = [f.strip() for f in fillers.split(",") if f.strip()]
@@ -62,8 +62,8 @@ def run_speed_command(*, model: str | None, ctx: int, rounds: int, n_decode: int
                       engine_factory: EngineFactory, messages: Messages) -> None:
     import time
 
-    from askgpt.runtime.llama_engine import raw_speed
-    from askgpt.runtime.speed import run_speed
+    from askgpt.runtime.bench.speed import run_speed
+    from askgpt.runtime.engine.llama.engine import raw_speed
 
     settings = load_settings(os.environ)
     ref = resolve_model(model or settings.defaults.model, settings.paths.models_dir)
@@ -86,14 +86,13 @@ def run_startup_command(*, model: str | None, ctx: int, rounds: int, as_json: bo
     import tempfile
     from pathlib import Path
 
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.engine import TokenIds
-    from askgpt.runtime.llama_engine import BARE_ANSWER_SCRIPT
-    from askgpt.runtime.prompt import Request
-    from askgpt.runtime.startup import run_startup
+    from askgpt.cli.ask import DEFAULT_SYSTEM
+    from askgpt.runtime.bench.startup import run_startup
+    from askgpt.runtime.engine.base import TokenIds
+    from askgpt.runtime.engine.llama.engine import BARE_ANSWER_SCRIPT
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+    from askgpt.runtime.prompting.request import Request
     from askgpt.runtime.system import physical_cores
-
-    from .ask import DEFAULT_SYSTEM
 
     settings = load_settings(os.environ)
     ref = resolve_model(model or settings.defaults.model, settings.paths.models_dir)
@@ -173,7 +172,7 @@ def run_icl_command(*, models: list[str], tasks: str | None, task_files: list[st
         task_list = pick_tasks(parse_list(tasks)) + task_list
     check_names(task_list)
     if save_template is not None:
-        from askgpt.runtime.templates import NAME_PATTERN
+        from askgpt.runtime.store.templates import NAME_PATTERN
 
         if len(task_list) != 1:
             raise UsageError("--save-template keeps the best setting of one task",
@@ -208,8 +207,8 @@ def run_icl_command(*, models: list[str], tasks: str | None, task_files: list[st
         messages.warn(f"plot saved to {plot}")
     if save_template is not None:
         from askgpt.runtime.icl.bench import best_template
-        from askgpt.runtime.settings import resolve_paths
-        from askgpt.runtime.templates import TemplateStore
+        from askgpt.runtime.store.settings import resolve_paths
+        from askgpt.runtime.store.templates import TemplateStore
 
         template, note = best_template(save_template, results[0], task_list[0])
         path = TemplateStore(resolve_paths(os.environ).templates_dir).save(template)

@@ -1,11 +1,10 @@
-"""`askgpt cache info|clear`: the on-disk prefix cache (runtime.prefix_cache)."""
+"""`askgpt cache info|clear`: the on-disk prefix cache (runtime.engine.prefix_cache)."""
 
 from __future__ import annotations
 
-from askgpt.runtime.prefix_cache import PrefixCacheConfig, clear, summary
-from askgpt.runtime.settings import Settings
-
-from .render import print_result
+from askgpt.cli.render import print_result
+from askgpt.runtime.engine.prefix_cache import PrefixCacheConfig, clear, summary
+from askgpt.runtime.store.settings import Settings
 
 
 def _config(settings: Settings) -> PrefixCacheConfig:

@@ -15,21 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from askgpt.runtime.ask import Answer, GenerationConfig
-from askgpt.runtime.chat_session import MULTILINE, ChatSession, Command, help_text, parse_line
-from askgpt.runtime.conversation import exchange_of
-from askgpt.runtime.engine import Engine, EngineFactory
+from askgpt.chat_session import MULTILINE, ChatSession, Command, help_text, parse_line
+from askgpt.cli.ask import AskOptions, VisionStep, resolve_ref
+from askgpt.cli.render import Messages, format_error, format_stats, make_sink, stream_answer
+from askgpt.conversation import exchange_of
+from askgpt.runtime.documents.inputs import read_document
+from askgpt.runtime.engine.base import Engine
+from askgpt.runtime.engine.kinds import EngineFactory
+from askgpt.runtime.engine.sampling import SamplingConfig
 from askgpt.runtime.errors import AskgptError
 from askgpt.runtime.files import atomic_write, atomic_write_with, private_folder
-from askgpt.runtime.history import ConversationLog, LogError, new_conversation_id
-from askgpt.runtime.inputs import read_document
-from askgpt.runtime.models import ModelRef
-from askgpt.runtime.prompt import Request
-from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.settings import Settings, engine_config, model_ref, system_prompt
-
-from .ask import AskOptions, VisionStep, resolve_ref
-from .render import Messages, format_error, format_stats, make_sink, stream_answer
+from askgpt.runtime.models.registry import ModelRef
+from askgpt.runtime.prompting.generate import Answer, GenerationConfig
+from askgpt.runtime.prompting.request import Request
+from askgpt.runtime.store.log import ConversationLog, LogError, new_conversation_id
+from askgpt.runtime.store.settings import Settings, engine_config, model_ref, system_prompt
 
 PROMPT = "askgpt> "
 MORE = "....... "

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from askgpt.runtime.config_file import edit_config, effective, set_value, unset_value
+from askgpt.cli.render import Messages, print_result
 from askgpt.runtime.errors import UsageError
-from askgpt.runtime.settings import SECRET_KEYS, Paths, toml_value, value_problem
-
-from .render import Messages, print_result
+from askgpt.runtime.store.config_file import edit_config, effective, set_value, unset_value
+from askgpt.runtime.store.settings import SECRET_KEYS, Paths, toml_value, value_problem
 
 
 def run_show(paths: Paths, env: dict[str, str], *, as_json: bool, messages: Messages | None = None) -> None:

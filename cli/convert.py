@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from askgpt.runtime.engine import EngineConfig, EngineFactory
+from askgpt.cli.render import Messages, print_result
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.kinds import EngineFactory
 from askgpt.runtime.errors import UsageError
-from askgpt.runtime.models import ModelRef
-from askgpt.runtime.settings import Settings
-
-from .render import Messages, print_result
+from askgpt.runtime.models.registry import ModelRef
+from askgpt.runtime.store.settings import Settings
 
 if TYPE_CHECKING:
     from askgpt.convert.clip import ClipSetupConfig
@@ -29,7 +29,7 @@ def run_quantize(src: str, dst: str, type_name: str, *, force: bool, messages: M
                  trial_cache: Path | None = None) -> None:
     from askgpt.convert.quantize import quantize
     from askgpt.convert.types import output_type
-    from askgpt.runtime.llama_engine import quantize_gguf
+    from askgpt.runtime.engine.llama.engine import quantize_gguf
 
     out_type = output_type(type_name)
     threads = os.cpu_count() or 1
@@ -44,7 +44,7 @@ def run_quantize(src: str, dst: str, type_name: str, *, force: bool, messages: M
 def run_hf(src: str, dst: str, type_name: str, *, trust_pickle: bool, force: bool, messages: Messages) -> None:
     from askgpt.convert.hf import convert_hf
     from askgpt.convert.types import output_type
-    from askgpt.runtime.llama_engine import quantize_gguf
+    from askgpt.runtime.engine.llama.engine import quantize_gguf
 
     out_type = output_type(type_name)
     threads = os.cpu_count() or 1
@@ -60,7 +60,7 @@ def run_report(model: str, reference: str, *, text: str | None, ctx: int, as_jso
                engine_factory: EngineFactory, messages: Messages) -> None:
     from askgpt.convert.gguf_file import read_summary
     from askgpt.convert.report import check_same_vocabulary, compare, read_text
-    from askgpt.runtime.llama_engine import sequence_logprobs
+    from askgpt.runtime.engine.llama.engine import sequence_logprobs
 
     model_path, ref_path = Path(model).expanduser(), Path(reference).expanduser()
     read_summary(model_path)
@@ -85,11 +85,10 @@ def run_report(model: str, reference: str, *, text: str | None, ctx: int, as_jso
 def run_mmproj(source: ClipSetupConfig, model: str, output: str, *, settings: Settings,
                engine_factory: EngineFactory, messages: Messages, debug: bool) -> None:
     """CLIP tower + askgpt's projector for MODEL -> an mmproj GGUF llama.cpp loads."""
+    from askgpt.cli.vision import quiet_libraries
     from askgpt.convert.clip import check_source
     from askgpt.convert.mmproj import export_mmproj
-    from askgpt.runtime.settings import model_ref
-
-    from .vision import quiet_libraries
+    from askgpt.runtime.store.settings import model_ref
 
     check_source(source)  # a refused checkpoint is said before the model loads
     ref = model_ref(settings, model)

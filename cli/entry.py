@@ -9,7 +9,7 @@ import sys
 
 def main() -> None:
     try:
-        from .app import main as run
+        from askgpt.cli.app import main as run
 
         run()
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""`askgpt logs`: the conversation log (runtime.history), listed, searched and shown."""
+"""`askgpt logs`: the conversation log (runtime.store.log), listed, searched and shown."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import datetime
 import json
 import sys
 
-from askgpt.runtime.conversation import turns_of
+from askgpt.cli.render import neutralize
+from askgpt.conversation import turns_of
 from askgpt.runtime.errors import InputNotFoundError
-from askgpt.runtime.history import ConversationLog, Exchange
-from askgpt.runtime.prompt import Turn
-from askgpt.runtime.settings import Settings
-
-from .render import neutralize
+from askgpt.runtime.prompting.request import Turn
+from askgpt.runtime.store.log import ConversationLog, Exchange
+from askgpt.runtime.store.settings import Settings
 
 
 def _when(ts: float) -> str:

@@ -140,11 +140,10 @@ _FENCE_INFO = re.compile(r"^ {0,3}(?:`{3,}|~{3,})[ \t]*([^\s`]+)", re.MULTILINE)
 def _warm_up(languages: frozenset[str]) -> None:
     """Import the renderer and compile the highlighters for ``languages``
     (pygments compiles a lexer's patterns on its first use: ~0.1 s for Python)."""
-    from rich.live import Live  # noqa: F401
-    from rich.markdown import Markdown  # noqa: F401
-
     from pygments.lexers import get_lexer_by_name
     from pygments.util import ClassNotFound
+    from rich.live import Live  # noqa: F401
+    from rich.markdown import Markdown  # noqa: F401
 
     for name in languages:
         try:
@@ -250,7 +249,7 @@ class StreamingMarkdown:
 
     def __init__(self, console: Console, *, min_interval: float = 0.25, budget: float = 0.02,
                  max_interval: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        from .render import neutralize
+        from askgpt.cli.render import neutralize
 
         self._console = console
         self._min_interval = min_interval

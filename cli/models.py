@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from askgpt.runtime.discovery import Registry, discover, environ
+from askgpt.cli.render import Messages, print_result
 from askgpt.runtime.errors import AskgptError, ModelNotFoundError, UsageError
-from askgpt.runtime.model_info import ModelFacts, format_facts, model_facts
-from askgpt.runtime.models import BUILTIN_ALIASES, ModelRef, check_model_name, list_models, resolve_model
-from askgpt.runtime.settings import load_settings
-
-from .render import Messages, print_result
+from askgpt.runtime.models.discovery import Registry, discover, environ
+from askgpt.runtime.models.info import ModelFacts, format_facts, model_facts
+from askgpt.runtime.models.registry import BUILTIN_ALIASES, ModelRef, check_model_name, list_models, resolve_model
+from askgpt.runtime.store.settings import load_settings
 
 
 def run_list(messages: Messages, *, as_json: bool) -> None:
@@ -98,7 +97,7 @@ def run_add_remote(name: str, endpoint: str, remote_model: str | None) -> str:
 
 
 def run_default(name: str) -> str:
-    from askgpt.runtime.config_file import set_value
+    from askgpt.runtime.store.config_file import set_value
 
     settings = load_settings(os.environ)
     ref = resolve_model(name, settings.paths.models_dir)  # it must exist
@@ -124,8 +123,8 @@ def run_rm(name: str, *, delete_file: bool) -> str:
 
 
 def run_pull(repo: str, filename: str, *, endpoint: str | None, revision: str | None) -> str:
-    from askgpt.runtime.discovery import Registry
-    from askgpt.runtime.pull import pull
+    from askgpt.runtime.models.discovery import Registry
+    from askgpt.runtime.models.pull import pull
 
     settings = load_settings(os.environ)
     pulled = pull(repo, filename, settings.paths.models_dir, endpoint=endpoint, revision=revision)

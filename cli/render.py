@@ -14,9 +14,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from askgpt.runtime.ask import Stats
+    from askgpt.runtime.engine.prefix_cache import CacheEvents
     from askgpt.runtime.errors import AskgptError
-    from askgpt.runtime.prefix_cache import CacheEvents
+    from askgpt.runtime.prompting.generate import Stats
 
 
 class AnswerSink(Protocol):
@@ -61,7 +61,7 @@ def make_sink(stdout: TextIO, *, markdown: bool) -> AnswerSink:
         return PlainSink(stdout)
     from rich.console import Console
 
-    from .markdown_stream import StreamingMarkdown
+    from askgpt.cli.markdown_stream import StreamingMarkdown
 
     return StreamingMarkdown(Console(file=stdout))
 

@@ -8,14 +8,13 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from askgpt.cli.render import print_result
+from askgpt.runtime.documents.inputs import load_examples
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.icl.labels import AUTO, parse_labels
 from askgpt.runtime.icl.options import IclOptions
-from askgpt.runtime.inputs import load_examples
-from askgpt.runtime.prompt import parse_example
-from askgpt.runtime.templates import BUILTIN, Template, TemplateStore
-
-from .render import print_result
+from askgpt.runtime.prompting.request import parse_example
+from askgpt.runtime.store.templates import BUILTIN, Template, TemplateStore
 
 
 def run_list(store: TemplateStore, *, as_json: bool) -> None:

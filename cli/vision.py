@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from askgpt.runtime.settings import Paths
-
-from .render import Messages
+from askgpt.cli.render import Messages
+from askgpt.runtime.store.settings import Paths
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from askgpt.convert.quantize import ConvertError
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.files import atomic_write_bytes, sha256_file
 from askgpt.vision.clip import (
@@ -40,8 +41,6 @@ from askgpt.vision.clip import (
     clip_root,
     concept_names,
 )
-
-from .quantize import ConvertError
 
 INT8_MIN_COSINE = 0.99
 TEXT_BATCH = 128

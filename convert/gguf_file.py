@@ -42,7 +42,7 @@ def read_summary(path: Path) -> GgufSummary:
     """Raises `InputNotFoundError` (exit 3) or `ModelLoadError` (exit 4) for a bad file."""
     import gguf
 
-    from askgpt.runtime.gguf_check import check_gguf
+    from askgpt.runtime.models.gguf import check_gguf
 
     if not path.is_file():
         raise InputNotFoundError(f"model file not found: {path}")

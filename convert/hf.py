@@ -26,12 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from askgpt.runtime.errors import AskgptError, ExitCode, UsageError
-from askgpt.runtime.files import atomic_write_with, remove_stale_temporaries
-from askgpt.runtime.system import peak_rss_mb
-
-from .gguf_file import read_summary
-from .quantize import (
+from askgpt.convert.gguf_file import read_summary
+from askgpt.convert.quantize import (
     ConvertError,
     ConvertSummary,
     Quantizer,
@@ -40,8 +36,11 @@ from .quantize import (
     run_interruptibly,
     verify,
 )
-from .safetensors import CheckpointError, SafetensorsFile, TensorSource, load_pickled
-from .types import OutputType
+from askgpt.convert.safetensors import CheckpointError, SafetensorsFile, TensorSource, load_pickled
+from askgpt.convert.types import OutputType
+from askgpt.runtime.errors import AskgptError, ExitCode, UsageError
+from askgpt.runtime.files import atomic_write_with, remove_stale_temporaries
+from askgpt.runtime.system import peak_rss_mb
 
 SUPPORTED = ("LlamaForCausalLM", "Phi3ForCausalLM")
 FLOAT_TYPES = ("F32", "F16", "BF16")

@@ -32,11 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from askgpt.runtime.errors import UsageError
-from askgpt.runtime.files import atomic_write_with
-from askgpt.vision.clip import concept_names
-
-from .clip import (
+from askgpt.convert.clip import (
     ClipSetupConfig,
     check_source,
     concept_encoder,
@@ -45,6 +41,9 @@ from .clip import (
     import_open_clip,
     preprocess_of,
 )
+from askgpt.runtime.errors import UsageError
+from askgpt.runtime.files import atomic_write_with
+from askgpt.vision.clip import concept_names
 
 GELU_SHIFT = 10.0  # mm.0's added bias: GELU is the identity to float precision around it
 GELU_RANGE = 3.0  # |s * (A x + a)| is scaled to stay within this on the probe images

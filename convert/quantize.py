@@ -1,7 +1,7 @@
 """GGUF -> smaller GGUF through llama.cpp's own quantizer, never leaving a partial file.
 
 The source passes the header walk and, the first time askgpt sees it, a load in a
-child process (runtime.model_guard), before llama.cpp's quantizer reads it here.
+child process (runtime.engine.guard), before llama.cpp's quantizer reads it here.
 The output is written to a temporary file beside the destination, re-opened
 and checked (every tensor of the input is there, with its shape), and only
 then renamed into place; free space is checked first. The quantizer is a
@@ -18,14 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from askgpt.convert.gguf_file import GgufSummary, read_summary
+from askgpt.convert.types import OutputType
 from askgpt.runtime.errors import AskgptError, ExitCode
 from askgpt.runtime.files import atomic_write_with, remove_stale_temporaries
 from askgpt.runtime.system import peak_rss_mb
 
-from .gguf_file import GgufSummary, read_summary
-from .types import OutputType
-
-Quantizer = Callable[[Path, Path, int], None]  # (src, dst, ftype); runtime.llama_engine.quantize_gguf
+Quantizer = Callable[[Path, Path, int], None]  # (src, dst, ftype); runtime.engine.llama.engine.quantize_gguf
 
 
 class ConvertError(AskgptError):
@@ -116,7 +115,7 @@ def run_interruptibly(work: Callable[[], None]) -> None:
 def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *,
              force: bool = False, trial_cache: Path | None = None) -> ConvertSummary:
     """With ``trial_cache``, a source file llama.cpp has not read safely before is first
-    loaded in a child process (runtime.model_guard; the quantizer runs in this one)."""
+    loaded in a child process (runtime.engine.guard; the quantizer runs in this one)."""
     source = read_summary(src)
     dst = dst.expanduser()
     if dst.exists() and not force:
@@ -129,7 +128,7 @@ def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *
     estimate = int(source.n_params * max(out_type.bits, 4.0) / 8 * 1.15) + (8 << 20)
     check_free_space(folder, estimate)
     if trial_cache is not None:
-        from askgpt.runtime.model_guard import ensure_loads_safely
+        from askgpt.runtime.engine.guard import ensure_loads_safely
 
         ensure_loads_safely(src, trial_cache)  # a crash there is a clean ModelLoadError (exit 4)
     started = time.perf_counter()

@@ -88,7 +88,7 @@ def compare(tokens: list[int], model: Scorer, reference: Scorer, *, window: int,
 def read_text(path: str | None) -> str:
     if path is None:
         return default_text()
-    from askgpt.runtime.inputs import read_document
+    from askgpt.runtime.documents.inputs import read_document
 
     return read_document(path).text
 

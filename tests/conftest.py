@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from askgpt.runtime.engine import EngineConfig
-from askgpt.runtime.models import builtin_model
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.models.registry import builtin_model
 
 REPO = Path(__file__).resolve().parent.parent
 ASKGPT_BIN = str(Path(sys.executable).parent / "askgpt")
@@ -69,7 +69,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def real_engine() -> Iterator[object]:
     """The built-in SmolLM2 model through llama.cpp, loaded once per session."""
-    from askgpt.runtime.llama_engine import load_llama_engine
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
 
     engine = load_llama_engine(builtin_model(), EngineConfig(n_ctx=2048))
     yield engine
@@ -99,16 +99,21 @@ def run_askgpt(args: list[str], *, input: bytes | None = b"", env: dict[str, str
     )
 
 
-def readme_block(heading: str) -> list[str]:
-    """The command lines of the first fenced block after ``heading`` in the README."""
-    text = (REPO / "README.md").read_text()
-    block = text.split(heading + "\n", 1)[1].split("```", 2)[1]
+def doc_page(page: str) -> str:
+    """The text of one page of the docs, as a path from the checkout's root: "README.md" or
+    "docs/cli-reference.md" (the README is the front page; each subject has its docs/ page)."""
+    return (REPO / page).read_text()
+
+
+def doc_block(page: str, heading: str) -> list[str]:
+    """The command lines of the first fenced block after ``heading`` on ``page`` (see doc_page)."""
+    block = doc_page(page).split(heading + "\n", 1)[1].split("```", 2)[1]
     return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def run_readme_lines(lines: list[str], *, cwd: Path, home: Path, replace: dict[str, str] | None = None,
                      env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess[str]]:
-    """Each README command line through bash, as a user would paste it (with ``replace``'s
+    """Each docs command line through bash, as a user would paste it (with ``replace``'s
     stand-ins for paths and URLs that only exist on a user's machine)."""
     full_env = {**os.environ, "ASKGPT_HOME": str(home), "PATH": f"{Path(ASKGPT_BIN).parent}{os.pathsep}"
                 f"{os.environ['PATH']}", **(env or {})}

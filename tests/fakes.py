@@ -9,9 +9,9 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from askgpt.runtime.engine import EngineConfig, ModelInfo, PromptPart, TokenIds
-from askgpt.runtime.models import ModelRef
-from askgpt.runtime.sampling import SamplingConfig
+from askgpt.runtime.engine.base import EngineConfig, ModelInfo, PromptPart, TokenIds
+from askgpt.runtime.engine.sampling import SamplingConfig
+from askgpt.runtime.models.registry import ModelRef
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -13,7 +13,7 @@ def save_builtin_as_hf(folder: Path, tokenizer: Any) -> None:
     import torch
     import transformers
 
-    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.models.registry import builtin_model
 
     path = builtin_model().path
     model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,

@@ -1,4 +1,4 @@
-"""The Python API: the README's example run as written, and the objects' contracts."""
+"""The Python API: the example in docs/served-models-and-api.md run as written, and the objects' contracts."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from fakes import ScriptedEngine, ScriptedFactory
 
 from askgpt import Assistant
 from askgpt.runtime.errors import ModelNotFoundError, StructuredOutputError, UsageError
+from conftest import doc_page
 
 
 def readme_example() -> str:
-    text = (REPO / "README.md").read_text()
+    text = doc_page("docs/served-models-and-api.md")
     return text.split("## Python API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
 
 
@@ -70,8 +70,8 @@ def test_the_cli_answers_through_the_assistant(monkeypatch: pytest.MonkeyPatch) 
     """`askgpt ask` is a thin layer over the API's object: it answers with Assistant.respond."""
     from typer.testing import CliRunner
 
+    from askgpt.assistant import Assistant as Api
     from askgpt.cli.app import create_app
-    from askgpt.runtime.assistant import Assistant as Api
 
     calls: list[str] = []
     real = Api.respond

@@ -9,13 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO
 from hypothesis import given
 from hypothesis import strategies as st
 from terminal import run_in_pty
 
-from askgpt.runtime.chat_session import COMMANDS, ChatSession, Command, parse_line
+from askgpt.chat_session import COMMANDS, ChatSession, Command, parse_line
 from askgpt.runtime.errors import UsageError
+from conftest import ASKGPT_BIN, REPO
 
 
 @given(st.text().filter(lambda t: not t.strip().startswith("/")))
@@ -43,9 +43,9 @@ def test_commands_parse_and_check_their_argument() -> None:
 
 @pytest.mark.model
 def test_a_second_turn_reuses_the_first_from_the_attention_cache(real_engine) -> None:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.engine import prompt_keys
-    from askgpt.runtime.sampling import SamplingConfig
+    from askgpt.runtime.engine.base import prompt_keys
+    from askgpt.runtime.engine.sampling import SamplingConfig
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
 
     config = GenerationConfig(24, SamplingConfig(temperature=0))
     session = ChatSession(real_engine, config, system="Be brief.")
@@ -123,9 +123,9 @@ def test_the_repl_through_a_pseudo_terminal(tmp_path: Path) -> None:
 
 @pytest.mark.model
 def test_a_document_larger_than_the_window_goes_through_a_strategy(real_engine) -> None:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import GenerationConfig
-    from askgpt.runtime.prompt import Document
-    from askgpt.runtime.sampling import SamplingConfig
+    from askgpt.runtime.engine.sampling import SamplingConfig
+    from askgpt.runtime.prompting.generate import GenerationConfig
+    from askgpt.runtime.prompting.request import Document
 
     session = ChatSession(real_engine, GenerationConfig(16, SamplingConfig(temperature=0)))
     doc = "\n".join(f"Line {i}: the weather in town {i} was mild." for i in range(900)) + "\nThe vault code is 7734.\n"

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
-from askgpt.runtime.models import builtin_model
+from askgpt.runtime.models.registry import builtin_model
+from conftest import REPO
 
 
 def test_askgpt_is_the_whole_installed_package() -> None:
     import askgpt
     import askgpt.cli.entry
-    import askgpt.runtime.ask  # noqa: F401
+    import askgpt.runtime.prompting.generate  # noqa: F401
 
     # The checkout's root would shadow the installed package with its bare ./askgpt folder.
     assert all(Path(entry or os.getcwd()).resolve() != REPO for entry in sys.path)
@@ -49,9 +49,9 @@ def test_an_unmarked_test_that_loads_the_model_in_a_child_is_caught(tmp_path: Pa
 
 
 def test_an_unmarked_test_that_loads_the_model_in_process_is_caught() -> None:
-    from askgpt.runtime.engine import EngineConfig
+    from askgpt.runtime.engine.base import EngineConfig
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
     from askgpt.runtime.errors import ModelLoadError
-    from askgpt.runtime.llama_engine import load_llama_engine
 
     record = Path(os.environ["ASKGPT_TEST_NO_MODEL"])
     with pytest.raises(ModelLoadError):  # the guard's refusal, as llama.cpp's would be

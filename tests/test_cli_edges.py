@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from askgpt import __version__
 from askgpt.cli.app import create_app
 from askgpt.cli.render import format_error
+from askgpt.runtime.documents.inputs import image_format
 from askgpt.runtime.errors import ExitCode, UsageError
-from askgpt.runtime.inputs import image_format
-from askgpt.runtime.settings import context_size
+from askgpt.runtime.store.settings import context_size
 from conftest import REPO, run_askgpt
 
 SCRIPTED_CLI = str(REPO / "tests" / "scripted_cli.py")

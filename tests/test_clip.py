@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_askgpt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmproj_file import write_mmproj
@@ -21,6 +20,7 @@ from PIL import Image
 from askgpt.convert.clip import ClipSetupConfig, setup_clip
 from askgpt.vision.clip import ClipEncoder, Preprocess, choose_encoder, clip_root, preprocess, read_meta
 from askgpt.vision.images import decode_image, load_image
+from conftest import run_askgpt
 
 open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
@@ -32,7 +32,7 @@ PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")
 
 
 def builtin_model_path() -> Path:
-    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.models.registry import builtin_model
 
     return builtin_model().path
 
@@ -292,9 +292,9 @@ def test_setup_refuses_a_missing_source_and_bad_names(tmp_path: Path) -> None:
 @pytest.mark.model
 def test_clip_rows_move_the_next_token_distribution_and_the_fit_is_cached(tiny: Tiny, real_engine,  # type: ignore[no-untyped-def]
                                                                         tmp_path: Path) -> None:
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.models import builtin_model
-    from askgpt.runtime.prompt import Request
+    from askgpt.runtime.models.registry import builtin_model
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+    from askgpt.runtime.prompting.request import Request
     from askgpt.vision.pipeline import ImageMode, ImagePipeline, OcrMode, VisionConfig, target_model
 
     target = target_model(real_engine, builtin_model().path, None, threads=2)
@@ -364,9 +364,9 @@ def test_mmproj_loads_and_answers(tmp_path: Path) -> None:
 
 @pytest.mark.model
 def test_mmproj_rows_follow_the_image(real_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.models import builtin_model
-    from askgpt.runtime.prompt import Request
+    from askgpt.runtime.models.registry import builtin_model
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+    from askgpt.runtime.prompting.request import Request
     from askgpt.vision.pipeline import ImagePipeline, OcrMode, VisionConfig, target_model
 
     target = target_model(real_engine, builtin_model().path, write_mmproj(tmp_path / "mm.gguf", 576), threads=2)
@@ -398,7 +398,7 @@ def test_a_missing_mmproj_is_exit_3(tmp_path: Path) -> None:
 
 
 def test_mmproj_is_found_beside_a_model_and_registered_with_it(tmp_path: Path) -> None:
-    from askgpt.runtime.models import ModelRef, find_mmproj
+    from askgpt.runtime.models.registry import ModelRef, find_mmproj
 
     model = tmp_path / "vlm.gguf"
     model.write_bytes(b"x")
@@ -497,9 +497,9 @@ def test_convert_mmproj_then_ask_with_it(tiny: Tiny, tmp_path: Path) -> None:
 def test_a_gemma3_style_projector_gets_its_delimiters_and_two_way_attention(real_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.engine import EmbeddingRows, TokenIds
-    from askgpt.runtime.prompt import Request
+    from askgpt.runtime.engine.base import EmbeddingRows, TokenIds
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+    from askgpt.runtime.prompting.request import Request
     from askgpt.vision.pipeline import ImagePipeline, OcrMode, VisionConfig, target_model
 
     mmproj = write_mmproj(tmp_path / "mmproj-g3.gguf", 576, projector="gemma3")

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import tomllib
-from conftest import ASKGPT_BIN, REPO
 
 from askgpt.runtime.errors import ExitCode
+from conftest import ASKGPT_BIN, REPO
 
 
 def config(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -128,7 +128,7 @@ def test_show_prints_toml_values(tmp_path: Path) -> None:
 
 
 def test_values_are_checked_at_the_edge(tmp_path: Path) -> None:
-    from askgpt.runtime.settings import max_threads
+    from askgpt.runtime.store.settings import max_threads
 
     path = tmp_path / "config" / "config.toml"
     for key, value, says in [("threads", str(max_threads() + 1), "at most"), ("model", "nosuchmodel", "no model"),

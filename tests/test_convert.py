@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_askgpt
 
 from askgpt.convert.gguf_file import read_summary
 from askgpt.convert.report import compare, default_text, windows
 from askgpt.convert.types import TYPES, output_type
 from askgpt.runtime.errors import UsageError
-from askgpt.runtime.models import builtin_model
+from askgpt.runtime.models.registry import builtin_model
+from conftest import run_askgpt
 
 
 def test_types_table_is_complete_and_ordered() -> None:

@@ -17,16 +17,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_askgpt
 from hf_round_trip import save_builtin_as_hf
 
 from askgpt.convert.gguf_file import read_summary
 from askgpt.convert.hf import convert_hf, permute_rows, pre_tokenizer_name
 from askgpt.convert.types import output_type
-from askgpt.runtime.engine import EngineConfig
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.llama.engine import load_llama_engine, quantize_gguf, sequence_logits
 from askgpt.runtime.errors import ExitCode
-from askgpt.runtime.llama_engine import load_llama_engine, quantize_gguf, sequence_logits
-from askgpt.runtime.models import ModelRef, builtin_model
+from askgpt.runtime.models.registry import ModelRef, builtin_model
+from conftest import run_askgpt
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -294,7 +294,7 @@ def test_builtin_model_round_trip_through_transformers(tmp_path: Path, hf_tokeni
     """GGUF (Q4_1) -> transformers (dequantized) -> HF folder -> askgpt -> GGUF, compared over
     1,024 tokens of the report's default text: top-1 agreement and KL divergence."""
     from askgpt.convert.report import compare, default_text
-    from askgpt.runtime.llama_engine import sequence_logprobs
+    from askgpt.runtime.engine.llama.engine import sequence_logprobs
 
     path = builtin_model().path
     folder = tmp_path / "smollm2-hf"
@@ -368,7 +368,7 @@ def test_sentencepiece_model_tokenizes_and_runs_as_in_transformers(tmp_path: Pat
 # --- interruptions, kills and a full disk: never a partial file at the destination ------------------------
 
 def _valid_or_absent(path: Path) -> bool:
-    from askgpt.runtime.gguf_check import check_gguf
+    from askgpt.runtime.models.gguf import check_gguf
 
     if not path.exists():
         return True

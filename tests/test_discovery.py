@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO
 from test_model_info import write_tiny
 
-from askgpt.runtime.discovery import discover
-from askgpt.runtime.models import builtin_model
+from askgpt.runtime.models.discovery import discover
+from askgpt.runtime.models.registry import builtin_model
+from conftest import ASKGPT_BIN, REPO
 
 
 def fake_tools(home: Path, outside: Path) -> None:

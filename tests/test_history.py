@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 from askgpt.runtime.errors import ExitCode
-from askgpt.runtime.history import MIGRATIONS, Attachment, ConversationLog, Exchange, LogError
-from askgpt.runtime.prompt import Request, Turn
+from askgpt.runtime.prompting.request import Request, Turn
+from askgpt.runtime.store.log import MIGRATIONS, Attachment, ConversationLog, Exchange, LogError
+from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 
 def exchange(cid: str = "c1", prompt: str = "What is BPE?", answer: str = "Byte pair encoding.",
@@ -66,7 +66,7 @@ def test_schema_is_versioned_and_a_newer_one_is_refused(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
-from askgpt.runtime.history import ConversationLog, Exchange
+from askgpt.runtime.store.log import ConversationLog, Exchange
 log = ConversationLog(__import__("pathlib").Path(sys.argv[1]))
 for i in range(int(sys.argv[3])):
     log.record(Exchange(conversation_id=sys.argv[2], model="m", model_path="/none", prompt=f"q{i}", answer="a"))
@@ -94,7 +94,7 @@ def test_a_damaged_log_is_a_log_error(tmp_path: Path) -> None:
 
 @pytest.mark.model
 def test_history_keeps_the_latest_turns_that_fit(real_engine) -> None:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.conversation import fit_history
+    from askgpt.conversation import fit_history
 
     turns = tuple(Turn(f"question {i} " + "word " * 100, f"answer {i}") for i in range(30))
     fitted, dropped = fit_history(real_engine, Request("next?", system="Be brief.", history=turns))
@@ -107,8 +107,8 @@ def test_history_keeps_the_latest_turns_that_fit(real_engine) -> None:  # type: 
 
 @pytest.mark.model
 def test_an_earlier_turn_informs_the_next_answer(real_engine) -> None:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.engine import TokenIds
+    from askgpt.runtime.engine.base import TokenIds
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
 
     name = " Zorblax"
     turn = Turn("My name is Zorblax. Please remember it.", "Nice to meet you, Zorblax! I will remember your name.")

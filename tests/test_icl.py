@@ -21,16 +21,16 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from askgpt.cli.app import create_app
-from askgpt.runtime.ask import render
-from askgpt.runtime.engine import TokenIds
+from askgpt.runtime.engine.base import TokenIds
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.icl.answers import label_of
 from askgpt.runtime.icl.calibration import CONTENT_FREE, calibrated, content_free
 from askgpt.runtime.icl.labels import LabelScores, answer_end, label_tokens, parse_labels, score_labels
 from askgpt.runtime.icl.options import IclOptions, plan_request
 from askgpt.runtime.icl.selection import Select, bm25_similarity, label_set, select_examples
-from askgpt.runtime.prompt import Example, Request
-from askgpt.runtime.templates import Template, TemplateStore
+from askgpt.runtime.prompting.generate import render
+from askgpt.runtime.prompting.request import Example, Request
+from askgpt.runtime.store.templates import Template, TemplateStore
 
 # --- parsing ---------------------------------------------------------------------------
 
@@ -219,7 +219,7 @@ def test_calibration_moves_content_free_inputs_toward_uniform(real_engine: Any) 
 
 @pytest.mark.model
 def test_the_api_answers_with_a_label(real_engine: Any) -> None:
-    from askgpt.runtime.assistant import Assistant
+    from askgpt.assistant import Assistant
 
     assistant = Assistant(engine_factory=lambda ref, config: real_engine)
     response = assistant.ask(CLEAR[1][0], system=SYSTEM, labels=["positive", "negative"], calibrate=True)

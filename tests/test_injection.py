@@ -19,9 +19,9 @@ from typing import Any
 from typer.testing import CliRunner
 
 from askgpt.cli.app import create_app
-from askgpt.runtime.ask import GenerationConfig, prepare
-from askgpt.runtime.engine import Engine, PromptPart, TokenIds
-from askgpt.runtime.prompt import Document, Example, ImageBlock, Request, Turn
+from askgpt.runtime.engine.base import Engine, PromptPart, TokenIds
+from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+from askgpt.runtime.prompting.request import Document, Example, ImageBlock, Request, Turn
 
 # ChatML's control tokens (the built-in model's), the private-use characters askgpt uses
 # inside its own machinery (old image markers, the served-model delimiters, media markers,
@@ -200,8 +200,8 @@ def test_a_second_family_s_template(tmp_path: Path) -> None:
     """A Llama-3-style template and control tokens on a tiny model llama.cpp runs."""
     from gguf_corpus import write_base
 
-    from askgpt.runtime.llama_engine import load_llama_engine
-    from askgpt.runtime.models import ModelRef
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
+    from askgpt.runtime.models.registry import ModelRef
 
     template = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
                 "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
@@ -232,7 +232,7 @@ def test_a_second_family_s_template(tmp_path: Path) -> None:
 
 
 def _tiny_config() -> Any:
-    from askgpt.runtime.engine import EngineConfig
+    from askgpt.runtime.engine.base import EngineConfig
 
     return EngineConfig(n_ctx=2048, n_threads=1)
 

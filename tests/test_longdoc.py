@@ -7,15 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_askgpt
 from fakes import ScriptedEngine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from askgpt.runtime.ask import GenerationConfig
-from askgpt.runtime.chunking import chunk_text
-from askgpt.runtime.errors import ContextOverflowError, UsageError
-from askgpt.runtime.longdoc import (
+from askgpt.runtime.documents.chunking import chunk_text
+from askgpt.runtime.documents.salience import key_sentences
+from askgpt.runtime.documents.strategies import (
     LongContext,
     LongContextConfig,
     Strategy,
@@ -24,8 +22,10 @@ from askgpt.runtime.longdoc import (
     is_whole_input_task,
     slide_conversation,
 )
-from askgpt.runtime.prompt import Document, Request
-from askgpt.runtime.salience import key_sentences
+from askgpt.runtime.errors import ContextOverflowError, UsageError
+from askgpt.runtime.prompting.generate import GenerationConfig
+from askgpt.runtime.prompting.request import Document, Request
+from conftest import run_askgpt
 
 
 def word_count(text: str) -> int:
@@ -213,12 +213,12 @@ def test_several_large_files_and_stdin_together(tmp_path: Path) -> None:
 
 @pytest.mark.model
 def test_a_long_answer_continues_past_the_window_by_context_shift(real_engine) -> None:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import Answer, PreparedPrompt, StopReason
-    from askgpt.runtime.chat import format_prompt
-    from askgpt.runtime.engine import EngineConfig
-    from askgpt.runtime.llama_engine import load_llama_engine
-    from askgpt.runtime.models import builtin_model
-    from askgpt.runtime.sampling import SamplingConfig
+    from askgpt.runtime.engine.base import EngineConfig
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
+    from askgpt.runtime.engine.sampling import SamplingConfig
+    from askgpt.runtime.models.registry import builtin_model
+    from askgpt.runtime.prompting.generate import Answer, PreparedPrompt, StopReason
+    from askgpt.runtime.prompting.template import format_prompt
 
     engine = load_llama_engine(builtin_model(), EngineConfig(n_ctx=256))
     try:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import gguf
 import numpy as np
-from conftest import ASKGPT_BIN, REPO
 
-from askgpt.runtime.model_info import FILE_TYPES, model_facts
-from askgpt.runtime.models import builtin_model
+from askgpt.runtime.models.info import FILE_TYPES, model_facts
+from askgpt.runtime.models.registry import builtin_model
+from conftest import ASKGPT_BIN, REPO
 
 
 def test_facts_agree_with_the_gguf_package() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import builtin_without, run_askgpt
 
-from askgpt.runtime.engine import EngineConfig
+from askgpt.runtime.engine.base import EngineConfig
+from askgpt.runtime.engine.llama.engine import load_llama_engine
 from askgpt.runtime.errors import ModelLoadError
-from askgpt.runtime.llama_engine import load_llama_engine
-from askgpt.runtime.models import ModelRef
+from askgpt.runtime.models.registry import ModelRef
+from conftest import builtin_without, run_askgpt
 
 pytestmark = pytest.mark.model
 

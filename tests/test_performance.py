@@ -9,14 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO, run_askgpt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from askgpt.runtime.engine.memory import InsufficientMemoryError, check_fits, plan
 from askgpt.runtime.errors import ExitCode
-from askgpt.runtime.gguf_check import check_gguf
-from askgpt.runtime.memory import InsufficientMemoryError, check_fits, plan
-from askgpt.runtime.models import ModelRef, builtin_model
+from askgpt.runtime.models.gguf import check_gguf
+from askgpt.runtime.models.registry import ModelRef, builtin_model
+from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 MIB = 2**20
 
@@ -79,8 +79,8 @@ KV_LOG = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells, +(\d
 def assert_cache_is_what_llama_cpp_allocates(ref: ModelRef, n_ctx: int) -> int:
     """Loads ``ref`` with each cache type and compares askgpt's figure (--stats, the memory
     check) with the size llama.cpp logs for the cache it allocated. Returns the cells."""
-    from askgpt.runtime.engine import EngineConfig
-    from askgpt.runtime.llama_engine import load_llama_engine
+    from askgpt.runtime.engine.base import EngineConfig
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
 
     header = check_gguf(ref.path)
     for kv_type in ("f16", "q8_0"):
@@ -185,7 +185,7 @@ def reference_draft(history: list[int], pending: int, limit: int) -> list[int]:
 def test_the_lookup_draft_is_what_followed_the_latest_match(history: list[int], pending: int, limit: int) -> None:
     import numpy as np
 
-    from askgpt.runtime.llama_engine import _lookup_draft
+    from askgpt.runtime.engine.llama.engine import _lookup_draft
 
     draft = _lookup_draft(np.asarray(history, dtype=np.intc), pending, limit)
     assert draft == reference_draft(history, pending, limit)
@@ -196,8 +196,8 @@ def test_the_lookup_draft_is_what_followed_the_latest_match(history: list[int], 
 def test_lookup_decoding_keeps_its_guesses_and_the_greedy_tokens(real_engine) -> None:  # type: ignore[no-untyped-def]
     from test_real_model import LOOPING_UNIT, assistant_prefix, greedy_margins, run
 
-    from askgpt.runtime.engine import TokenIds
-    from askgpt.runtime.prompt import Request
+    from askgpt.runtime.engine.base import TokenIds
+    from askgpt.runtime.prompting.request import Request
 
     # Lookup reads its guesses in one batch, and llama.cpp rounds a batch differently from
     # one token at a time (logits differ by up to 1.4, benchmarks/batch_numerics.py), so

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ASKGPT_BIN, REPO, run_askgpt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from askgpt.runtime.engine import EmbeddingRows, EngineConfig, TokenIds, embedding_keys, prompt_keys
-from askgpt.runtime.prefix_cache import PrefixCache, PrefixCacheConfig, entries, model_key, trim
+from askgpt.runtime.engine.base import EmbeddingRows, EngineConfig, TokenIds, embedding_keys, prompt_keys
+from askgpt.runtime.engine.prefix_cache import PrefixCache, PrefixCacheConfig, entries, model_key, trim
+from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 MODEL = "m" * 24
 
@@ -137,16 +137,16 @@ DOC = "\n".join(FACTS)  # about 1,300 tokens
 
 
 def load(cache: PrefixCacheConfig | None):  # type: ignore[no-untyped-def]
-    from askgpt.runtime.llama_engine import load_llama_engine
-    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
+    from askgpt.runtime.models.registry import builtin_model
 
     return load_llama_engine(builtin_model(), EngineConfig(n_ctx=2048, prefix_cache=cache))
 
 
 def answer(engine, question: str) -> str:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import GenerationConfig, ask
-    from askgpt.runtime.prompt import Document, Request
-    from askgpt.runtime.sampling import SamplingConfig
+    from askgpt.runtime.engine.sampling import SamplingConfig
+    from askgpt.runtime.prompting.generate import GenerationConfig, ask
+    from askgpt.runtime.prompting.request import Document, Request
 
     request = Request(question, documents=(Document("report.txt", DOC),), system="Answer briefly.")
     return ask(engine, request, GenerationConfig(24, SamplingConfig(temperature=0))).text()
@@ -157,8 +157,8 @@ def distribution(engine, parts: list) -> np.ndarray:  # type: ignore[no-untyped-
 
 
 def document_prompt(engine, question: str) -> list:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.prompt import Document, Request
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+    from askgpt.runtime.prompting.request import Document, Request
 
     request = Request(question, documents=(Document("report.txt", DOC),), system="Answer briefly.")
     return list(prepare(engine, request, GenerationConfig(24)).parts)

@@ -11,11 +11,10 @@ from fakes import CHATML
 from hypothesis import given
 from hypothesis import strategies as st
 
-from askgpt.runtime.chat import TemplateError, format_prompt, render_chat
-from askgpt.runtime.engine import ModelInfo
+from askgpt.runtime.documents.inputs import collect_inputs, load_examples
+from askgpt.runtime.engine.base import ModelInfo
 from askgpt.runtime.errors import InputNotFoundError, UsageError
-from askgpt.runtime.inputs import collect_inputs, load_examples
-from askgpt.runtime.prompt import (
+from askgpt.runtime.prompting.request import (
     Document,
     Example,
     Message,
@@ -27,6 +26,7 @@ from askgpt.runtime.prompt import (
     text_of,
     user_content,
 )
+from askgpt.runtime.prompting.template import TemplateError, format_prompt, render_chat
 
 
 def info(template: str | None) -> ModelInfo:

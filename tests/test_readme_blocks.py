@@ -1,5 +1,6 @@
-"""The README's command blocks for models and JSON output, run as written on the built-in
-model (the served-model block runs in test_remote.py, against a real server)."""
+"""The docs' command blocks for models (docs/cli-reference.md) and JSON output (docs/prompts.md),
+run as written on the built-in model (the served-model block runs in test_remote.py, against a
+real server)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import readme_block, run_readme_lines
 from mmproj_file import write_mmproj
 
-from askgpt.runtime.models import builtin_model
+from askgpt.runtime.models.registry import builtin_model
+from conftest import doc_block, run_readme_lines
 
 
 def test_the_models_block_runs_as_written(tmp_path: Path) -> None:
-    lines = readme_block("## Where models and settings live")
+    lines = doc_block("docs/cli-reference.md", "## Where models and settings live")
     assert [line.split()[:3] for line in lines] == [
         ["askgpt", "models", "list"], ["askgpt", "models", "info"], ["askgpt", "models", "add"],
         ["askgpt", "models", "default"], ["askgpt", "models", "rm"]]
@@ -44,7 +45,7 @@ def test_the_models_block_runs_as_written(tmp_path: Path) -> None:
 
 @pytest.mark.model
 def test_the_json_block_runs_as_written(tmp_path: Path) -> None:
-    lines = readme_block("### JSON output")
+    lines = doc_block("docs/prompts.md", "## JSON output")
     assert len(lines) == 4
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
               "required": ["name", "age"]}

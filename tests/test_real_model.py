@@ -19,16 +19,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO, builtin_without, run_askgpt
 
 from askgpt.cli.ask import DEFAULT_SYSTEM
-from askgpt.runtime.ask import Answer, GenerationConfig, PreparedPrompt, Stats, StopReason, ask, prepare
-from askgpt.runtime.chat import format_prompt
-from askgpt.runtime.engine import EmbeddingRows, Engine, TokenIds
+from askgpt.runtime.engine.base import EmbeddingRows, Engine, TokenIds
+from askgpt.runtime.engine.sampling import LoopDetector, LoopGuard, SamplingConfig
 from askgpt.runtime.errors import ContextOverflowError
-from askgpt.runtime.models import builtin_model
-from askgpt.runtime.prompt import Example, Request
-from askgpt.runtime.sampling import LoopDetector, LoopGuard, SamplingConfig
+from askgpt.runtime.models.registry import builtin_model
+from askgpt.runtime.prompting.generate import Answer, GenerationConfig, PreparedPrompt, Stats, StopReason, ask, prepare
+from askgpt.runtime.prompting.request import Example, Request
+from askgpt.runtime.prompting.template import format_prompt
+from conftest import ASKGPT_BIN, REPO, builtin_without, run_askgpt
 
 pytestmark = pytest.mark.model
 
@@ -320,9 +320,9 @@ def test_model_without_template_gets_a_plain_prompt_and_stops_at_the_next_exampl
     # first choice leads its runner-up by at least 0.5 nats (measured: 1.2), far above
     # the last-bit differences between CPUs, so the exact answer and the stop reason
     # below are the same on any CPU. The CLI runs without the repeat penalty, as the walk does.
-    from askgpt.runtime.engine import EngineConfig
-    from askgpt.runtime.llama_engine import load_llama_engine
-    from askgpt.runtime.models import ModelRef
+    from askgpt.runtime.engine.base import EngineConfig
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
+    from askgpt.runtime.models.registry import ModelRef
 
     examples = tuple(Example("cheese", "fromage") for _ in range(8))
     request = Request("cheese", system="Translate English to French.", examples=examples)

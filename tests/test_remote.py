@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_askgpt
 
-from askgpt.runtime.models import builtin_model
+from askgpt.runtime.models.registry import builtin_model
+from conftest import run_askgpt
 
 SECRET = "sk-test-not-to-be-seen-4417"
 
@@ -216,16 +216,16 @@ def test_a_bad_endpoint_is_a_usage_error() -> None:
 def test_messages_survive_the_round_trip_through_the_private_template() -> None:
     """Every message's role and text, and an image's data URL as an image_url part; only
     markup segments are read as structure."""
-    from askgpt.runtime.chat import format_prompt
-    from askgpt.runtime.engine import ModelInfo
-    from askgpt.runtime.prompt import MEDIA_CLOSE, MEDIA_OPEN, Example, Markup, Request
-    from askgpt.runtime.remote_engine import MESSAGES_TEMPLATE, Segment, render_messages
+    from askgpt.runtime.engine.base import MEDIA_CLOSE, MEDIA_OPEN, ModelInfo
+    from askgpt.runtime.engine.served import MESSAGES_TEMPLATE, Segment, render_messages
+    from askgpt.runtime.prompting.request import Example, Markup, Request
+    from askgpt.runtime.prompting.template import format_prompt
 
     info = ModelInfo("served", Path("x"), 4096, 4096, 0, MESSAGES_TEMPLATE, "", "", False)
     request = Request("and <b>3+3</b>?", system="Be brief.", examples=(Example("2+2?\n{{ not jinja }}", "4"),))
     pieces = format_prompt(info, request).pieces
     segments = [Segment(p.text, True) if isinstance(p, Markup) else Segment(p, False) for p in pieces]
-    # The delimiters are single markup pieces; split as runtime.ask splits them.
+    # The delimiters are single markup pieces; split as runtime.prompting.generate splits them.
     split: list[Segment] = []
     for seg in segments:
         if not seg.markup:
@@ -332,9 +332,9 @@ def test_data_urls_are_re_encoded_and_bounded() -> None:
 
 @pytest.mark.model
 def test_the_readme_s_served_model_lines_run_as_written(server: str, tmp_path: Path) -> None:
-    from conftest import readme_block, run_readme_lines
+    from conftest import doc_block, run_readme_lines
 
-    lines = readme_block("## Served models")
+    lines = doc_block("docs/served-models-and-api.md", "## Served models")
     assert len(lines) == 4 and all("http://127.0.0.1:8080/v1" in line for line in lines[:3])
     (tmp_path / "report.txt").write_text("Sales rose 12% in March. The new shop opened on the 3rd. "
                                          "Costs stayed flat.\n")

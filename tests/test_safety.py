@@ -13,17 +13,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_askgpt
 from gguf_corpus import cases as gguf_cases
 from gguf_corpus import write_base
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from image_corpus import cases as image_cases
 
+from askgpt.runtime.engine.guard import VERDICTS_FILE, ensure_loads_safely
 from askgpt.runtime.errors import AskgptError, ExitCode
-from askgpt.runtime.gguf_check import QUANT_SIZES, GgufFormatError, check_gguf
-from askgpt.runtime.model_guard import VERDICTS_FILE, ensure_loads_safely
+from askgpt.runtime.models.gguf import QUANT_SIZES, GgufFormatError, check_gguf
 from askgpt.vision.images import load_image
+from conftest import run_askgpt
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTED = {ExitCode.OK, ExitCode.RUNTIME_ERROR, ExitCode.USAGE_ERROR, ExitCode.NOT_FOUND, ExitCode.MODEL_FAILURE}
@@ -175,7 +175,7 @@ def test_a_model_file_s_hostile_chat_template_does_nothing(tmp_path: Path) -> No
 
 
 def test_no_code_path_renders_templates_outside_the_sandbox() -> None:
-    """Jinja is used only through runtime/chat.py's sandboxed environment, and llama-cpp-python's
+    """Jinja is used only through runtime/prompting/template.py's sandboxed environment, and llama-cpp-python's
     own chat formatting (which renders the model's template itself) is never called."""
     offenders = []
     for path in [*REPO.glob("cli/*.py"), *REPO.glob("runtime/*.py"), *REPO.glob("vision/*.py"),
@@ -195,8 +195,9 @@ def test_ctrl_c_while_a_long_prompt_is_read_stops_within_a_second(tmp_path: Path
     import signal
     import time
 
-    from conftest import ASKGPT_BIN
     from test_longdoc import haystack
+
+    from conftest import ASKGPT_BIN
 
     doc = tmp_path / "doc.txt"
     doc.write_text(haystack(90, "The code is 4417.", 0.5, seed=1))  # about 4,000 tokens, read whole
@@ -285,9 +286,9 @@ def test_ctrl_c_while_reading_a_long_page_of_text_in_an_image_stops_at_the_next_
 def test_ctrl_c_while_a_model_loads_stops_within_a_second() -> None:
     import time
 
-    from askgpt.runtime.engine import EngineConfig
-    from askgpt.runtime.llama_engine import load_llama_engine
-    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.engine.base import EngineConfig
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
+    from askgpt.runtime.models.registry import builtin_model
 
     sent = _interrupt_after(0.05)
     with pytest.raises(KeyboardInterrupt):
@@ -329,4 +330,4 @@ def test_every_file_askgpt_writes_goes_through_the_atomic_writer() -> None:
         for line in path.read_text().splitlines():
             if writers.search(line):
                 found.append(f"{path.parent.name}/{path.name}")
-    assert sorted(set(found)) == ["runtime/files.py", "runtime/streaming.py"], found
+    assert sorted(set(found)) == ["runtime/files.py", "runtime/documents/spool.py"], found

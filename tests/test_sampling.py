@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from askgpt.runtime.ask import StopFilter
-from askgpt.runtime.sampling import LoopDetector, LoopGuard, SamplingConfig
+from askgpt.runtime.engine.sampling import LoopDetector, LoopGuard, SamplingConfig
+from askgpt.runtime.prompting.generate import StopFilter
 
 
 def looped_bruteforce(tokens: list[int], guard: LoopGuard) -> bool:

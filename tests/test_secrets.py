@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 from askgpt.runtime import files
 from askgpt.runtime.errors import ExitCode
+from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 UMASKS = [0o022, 0o000]
 
@@ -88,7 +88,7 @@ def test_an_existing_user_folder_is_left_as_it_is(tmp_path: Path, umask: int) ->
 # --- the conversation log and the prefix cache ---------------------------------------------------------------
 
 def test_the_log_database_and_its_journal_files_are_private(tmp_path: Path, umask: int) -> None:
-    from askgpt.runtime.history import ConversationLog, Exchange, new_conversation_id
+    from askgpt.runtime.store.log import ConversationLog, Exchange, new_conversation_id
 
     path = tmp_path / "data" / "logs.db"
     log = ConversationLog(path)
@@ -111,7 +111,7 @@ def test_the_log_database_and_its_journal_files_are_private(tmp_path: Path, umas
 
 
 def test_a_log_from_an_older_askgpt_is_narrowed(tmp_path: Path) -> None:
-    from askgpt.runtime.history import ConversationLog
+    from askgpt.runtime.store.log import ConversationLog
 
     data = tmp_path / "data"
     data.mkdir()
@@ -124,7 +124,7 @@ def test_a_log_from_an_older_askgpt_is_narrowed(tmp_path: Path) -> None:
 
 
 def test_prefix_cache_entries_are_private(tmp_path: Path, umask: int) -> None:
-    from askgpt.runtime.prefix_cache import PrefixCache, PrefixCacheConfig
+    from askgpt.runtime.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 
     cache = PrefixCache(PrefixCacheConfig(folder=tmp_path / "cache" / "prefix", min_tokens=1), "m" * 24)
     cache.store(list(range(600)), b"state" * 100)
@@ -244,7 +244,7 @@ def test_quantize_refuses_an_input_that_crashes_llama_cpp_in_a_child(tmp_path: P
     good = run_askgpt(["convert", "quantize", str(tmp_path / "base.gguf"), str(tmp_path / "q.gguf"), "--type",
                        "Q8_0"], env={"ASKGPT_HOME": str(home)})
     assert good.returncode == 0, good.stderr
-    from askgpt.runtime.model_guard import VERDICTS_FILE
+    from askgpt.runtime.engine.guard import VERDICTS_FILE
 
     assert str((tmp_path / "base.gguf").resolve()) in (home / "cache" / VERDICTS_FILE).read_text()
 
@@ -254,8 +254,8 @@ def test_a_projector_that_crashes_llama_cpp_is_one_line_and_a_good_one_is_vouche
     from mmproj_file import write_mmproj
     from PIL import Image
 
-    from askgpt.runtime.model_guard import VERDICTS_FILE, ensure_projector_loads_safely
-    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.engine.guard import VERDICTS_FILE, ensure_projector_loads_safely
+    from askgpt.runtime.models.registry import builtin_model
 
     broken = write_mmproj(tmp_path / "mmproj-broken.gguf", 576, heads=5)  # 64 wide in 5 heads: ggml aborts
     home = tmp_path / "home"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from askgpt.runtime.errors import ModelNotFoundError, UsageError
-from askgpt.runtime.models import builtin_model, list_models, resolve_model
-from askgpt.runtime.settings import Defaults, load_settings, resolve_paths
+from askgpt.runtime.models.registry import builtin_model, list_models, resolve_model
+from askgpt.runtime.store.settings import Defaults, load_settings, resolve_paths
 
 
 def test_askgpt_home_holds_all_folders(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_a_syntax_error_says_where(tmp_path: Path) -> None:
 def test_one_table_checks_every_key() -> None:
     from dataclasses import fields
 
-    from askgpt.runtime.settings import KEYS, MIN_CTX, max_threads, value_problem
+    from askgpt.runtime.store.settings import KEYS, MIN_CTX, max_threads, value_problem
 
     assert list(KEYS) == [f.name for f in fields(Defaults)]
     for f in fields(Defaults):  # every built-in default passes its own key's check
@@ -80,7 +80,7 @@ def test_threads_batch_and_kv_type_come_from_the_config(tmp_path: Path) -> None:
 
 
 def test_performance_keys_come_from_the_config(tmp_path: Path) -> None:
-    from askgpt.runtime.settings import prefix_cache_config
+    from askgpt.runtime.store.settings import prefix_cache_config
 
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.toml").write_text(

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO
 
 HEAVY = ("llama_cpp", "onnxruntime", "torch", "open_clip", "PIL", "numpy")

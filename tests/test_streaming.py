@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_longdoc import haystack
 
-import askgpt.runtime.longdoc as longdoc
-from askgpt.runtime.ask import GenerationConfig
+import askgpt.runtime.documents.strategies as longdoc
+from askgpt.runtime.documents.inputs import collect_inputs
+from askgpt.runtime.documents.spool import read_or_spool, segments
+from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, Strategy, rank_chunks
+from askgpt.runtime.engine.sampling import SamplingConfig
 from askgpt.runtime.errors import UsageError
-from askgpt.runtime.inputs import collect_inputs
-from askgpt.runtime.longdoc import LongContext, LongContextConfig, Strategy, rank_chunks
-from askgpt.runtime.prompt import Document
-from askgpt.runtime.sampling import SamplingConfig
-from askgpt.runtime.streaming import read_or_spool, segments
+from askgpt.runtime.prompting.generate import GenerationConfig
+from askgpt.runtime.prompting.request import Document
 
 
 @settings(max_examples=200, deadline=None)

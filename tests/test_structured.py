@@ -8,7 +8,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import run_askgpt
 from fakes import ScriptedEngine, ScriptedFactory
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,7 +15,8 @@ from typer.testing import CliRunner
 
 from askgpt.cli.app import create_app
 from askgpt.runtime.errors import ExitCode, UsageError
-from askgpt.runtime.structured import first_code_block, load_schema
+from askgpt.runtime.prompting.structured import first_code_block, load_schema
+from conftest import run_askgpt
 
 
 def test_shorthand_schemas_expand() -> None:
@@ -65,10 +65,10 @@ SCHEMAS = [
 @pytest.mark.model
 @pytest.mark.parametrize(("question", "shorthand"), SCHEMAS)
 def test_the_real_model_answers_valid_json(real_engine, question: str, shorthand: str) -> None:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import GenerationConfig, ask
-    from askgpt.runtime.prompt import Request
-    from askgpt.runtime.sampling import SamplingConfig
-    from askgpt.runtime.structured import schema_instruction
+    from askgpt.runtime.engine.sampling import SamplingConfig
+    from askgpt.runtime.prompting.generate import GenerationConfig, ask
+    from askgpt.runtime.prompting.request import Request
+    from askgpt.runtime.prompting.structured import schema_instruction
 
     schema = load_schema(shorthand)
     sampling = SamplingConfig(temperature=0, json_schema=json.dumps(schema), loop_guard=None)

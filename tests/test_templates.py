@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO
 
 from askgpt.runtime.errors import ExitCode, InputNotFoundError, UsageError
-from askgpt.runtime.prompt import Example, Request
-from askgpt.runtime.templates import BUILTIN, Template, TemplateStore, apply_template, template_words
+from askgpt.runtime.prompting.request import Example, Request
+from askgpt.runtime.store.templates import BUILTIN, Template, TemplateStore, apply_template, template_words
+from conftest import ASKGPT_BIN, REPO, doc_block
 
 
 def test_store_saves_lists_overrides_and_removes(tmp_path: Path) -> None:
@@ -116,10 +116,10 @@ def test_the_classify_template_answers_with_one_label_by_a_checked_margin(tmp_pa
     # The CLI runs without the repeat penalty, as the walk does.
     from test_real_model import greedy_margins
 
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.engine import EngineConfig
-    from askgpt.runtime.llama_engine import load_llama_engine
-    from askgpt.runtime.models import builtin_model
+    from askgpt.runtime.engine.base import EngineConfig
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
+    from askgpt.runtime.models.registry import builtin_model
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
 
     home = tmp_path / "home"
     (home / "config").mkdir(parents=True)
@@ -138,9 +138,7 @@ def test_the_classify_template_answers_with_one_label_by_a_checked_margin(tmp_pa
 
 
 def readme_recipes() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    block = text.split("### Recipes", 1)[1].split("```", 2)[1]
-    return [line.strip() for line in block.splitlines() if line.strip()]
+    return doc_block("README.md", "### Recipes")
 
 
 @pytest.mark.model

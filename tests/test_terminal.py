@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ASKGPT_BIN, REPO, run_askgpt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from terminal import run_in_pty
 
 from askgpt.cli.markdown_stream import StreamingMarkdown, live_tail, stable_split
+from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 SCRIPTED_CLI = str(REPO / "tests" / "scripted_cli.py")
 

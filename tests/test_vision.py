@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_askgpt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -24,6 +23,7 @@ from askgpt.vision.mobilenet import preprocess
 from askgpt.vision.pipeline import ImageMode, ImagePipeline, OcrMode, VisionConfig, describe
 from askgpt.vision.projector import Projector, fit_ridge
 from askgpt.vision.torch_pickle import MAGIC, PROTOCOL, WeightsError, load_legacy_state_dict
+from conftest import run_askgpt
 
 
 def sample(name: str) -> Path:
@@ -309,8 +309,8 @@ def test_receipt_total_is_answered_from_the_ocr_text(real_engine, tmp_path: Path
     from test_real_model import greedy_margins
 
     from askgpt.cli.ask import DEFAULT_SYSTEM
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.prompt import Request
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+    from askgpt.runtime.prompting.request import Request
 
     path = tmp_path / "scan.png"
     receipt().image.save(path)
@@ -329,10 +329,10 @@ def test_receipt_total_is_answered_from_the_ocr_text(real_engine, tmp_path: Path
 
 @pytest.mark.model
 def test_two_images_are_both_used_and_stdin_can_be_an_image(tmp_path: Path) -> None:
-    from askgpt.runtime.engine import EngineConfig
-    from askgpt.runtime.llama_engine import load_llama_engine
-    from askgpt.runtime.models import builtin_model
-    from askgpt.runtime.prompt import Request
+    from askgpt.runtime.engine.base import EngineConfig
+    from askgpt.runtime.engine.llama.engine import load_llama_engine
+    from askgpt.runtime.models.registry import builtin_model
+    from askgpt.runtime.prompting.request import Request
     from askgpt.vision.images import load_image as load
 
     pipeline = ImagePipeline(VisionConfig(ocr=OcrMode.OFF), tmp_path)
@@ -340,7 +340,7 @@ def test_two_images_are_both_used_and_stdin_can_be_an_image(tmp_path: Path) -> N
     assert [r.source for r in reports] == [str(sample("chelsea.png")), str(sample("coffee.png"))]
     engine = load_llama_engine(builtin_model(), EngineConfig(n_ctx=2048))
     try:
-        from askgpt.runtime.ask import GenerationConfig, prepare
+        from askgpt.runtime.prompting.generate import GenerationConfig, prepare
 
         text = prepare(engine, Request("Describe both.", images=tuple(blocks)), GenerationConfig(64)).text
     finally:
@@ -353,10 +353,10 @@ def test_two_images_are_both_used_and_stdin_can_be_an_image(tmp_path: Path) -> N
 
 @pytest.mark.model
 def test_embedding_rows_move_the_next_token_distribution(real_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from askgpt.runtime.ask import GenerationConfig, prepare
-    from askgpt.runtime.engine import EmbeddingRows
-    from askgpt.runtime.models import builtin_model
-    from askgpt.runtime.prompt import Request
+    from askgpt.runtime.engine.base import EmbeddingRows
+    from askgpt.runtime.models.registry import builtin_model
+    from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+    from askgpt.runtime.prompting.request import Request
     from askgpt.vision.pipeline import TargetModel
 
     target = TargetModel(builtin_model().path, real_engine.info.n_embd,

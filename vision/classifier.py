@@ -19,11 +19,10 @@ import numpy as np
 
 from askgpt.runtime.errors import ImageError
 from askgpt.runtime.files import atomic_write_bytes, atomic_write_with, sha256_file
-
-from .encoder import ImageFeatures, Label, session_options
-from .images import LoadedImage
-from .mobilenet import build_onnx, preprocess
-from .torch_pickle import load_legacy_state_dict
+from askgpt.vision.encoder import ImageFeatures, Label, session_options
+from askgpt.vision.images import LoadedImage
+from askgpt.vision.mobilenet import build_onnx, preprocess
+from askgpt.vision.torch_pickle import load_legacy_state_dict
 
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
 CLASSES_FILE = "imagenet_classes.txt"

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from askgpt.runtime.errors import AskgptError, ExitCode, ImageError
-
-from .encoder import ImageFeatures, Label, session_options
-from .images import LoadedImage
+from askgpt.vision.encoder import ImageFeatures, Label, session_options
+from askgpt.vision.images import LoadedImage
 
 META_FILE = "clip.json"
 CONCEPTS_FILE = "concepts.npz"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from .images import LoadedImage
+    from askgpt.vision.images import LoadedImage
 
 
 @dataclass(frozen=True)

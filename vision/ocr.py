@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from askgpt.runtime.errors import ImageError
-
-from .encoder import ImageFeatures, session_options
-from .images import LoadedImage
+from askgpt.vision.encoder import ImageFeatures, session_options
+from askgpt.vision.images import LoadedImage
 
 ENCODER_NAME = "pp-ocr"
 MIN_SCORE = 0.5  # recogniser confidence below which a line is dropped

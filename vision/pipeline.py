@@ -20,13 +20,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from askgpt.runtime.engine import EmbeddingRows, PromptPart
+from askgpt.runtime.engine.base import EmbeddingRows, PromptPart
 from askgpt.runtime.errors import UsageError
-from askgpt.runtime.prompt import ImageBlock
-
-from .clip import MIN_TAG_SCORE
-from .encoder import ImageFeatures
-from .images import LoadedImage, data_url, load_image
+from askgpt.runtime.prompting.request import ImageBlock
+from askgpt.vision.clip import MIN_TAG_SCORE
+from askgpt.vision.encoder import ImageFeatures
+from askgpt.vision.images import LoadedImage, data_url, load_image
 
 
 class OcrMode(str, Enum):
@@ -122,7 +121,7 @@ class ImagePipeline:
         self._clip_folder: Path | None = None
         self._clip = None
         if data_dir is not None:
-            from .clip import choose_encoder, clip_root
+            from askgpt.vision.clip import choose_encoder, clip_root
 
             meta = choose_encoder(data_dir, config.encoder)
             if meta is not None:
@@ -134,7 +133,7 @@ class ImagePipeline:
 
     def classifier(self):  # type: ignore[no-untyped-def]
         if self._classifier is None:
-            from .classifier import load_classifier
+            from askgpt.vision.classifier import load_classifier
 
             self._classifier = load_classifier(self._cache_dir, threads=self._config.threads,
                                                notify=self._notify, top_k=self._config.top_k)
@@ -146,7 +145,7 @@ class ImagePipeline:
         if self._config.ocr is OcrMode.OFF:
             return False
         if self._config.ocr is OcrMode.AUTO:
-            from .ocr import ocr_available
+            from askgpt.vision.ocr import ocr_available
 
             if not ocr_available():
                 if not self._warned_no_ocr and self._notify is not None:
@@ -158,7 +157,7 @@ class ImagePipeline:
 
     def ocr(self):  # type: ignore[no-untyped-def]
         if self._ocr is None:
-            from .ocr import MIN_SCORE, OcrReader
+            from askgpt.vision.ocr import MIN_SCORE, OcrReader
 
             min_score = 0.3 if self._config.ocr is OcrMode.ON else MIN_SCORE
             self._ocr = OcrReader(threads=self._config.threads, min_score=min_score)
@@ -169,7 +168,7 @@ class ImagePipeline:
         if self._clip_folder is None:
             return self.classifier()
         if self._clip is None:
-            from .clip import ClipEncoder
+            from askgpt.vision.clip import ClipEncoder
 
             self._clip = ClipEncoder(self._clip_folder, threads=self._config.threads,
                                      top_k=max(self._config.top_k, 5))
@@ -179,10 +178,10 @@ class ImagePipeline:
         return self._clip
 
     def _projector(self, target: TargetModel):  # type: ignore[no-untyped-def]
-        from .projector import projector_for
+        from askgpt.vision.projector import projector_for
 
         if self._clip_folder is not None:
-            from .projector import trained_projector
+            from askgpt.vision.projector import trained_projector
 
             clip = self.encoder()
             projector = trained_projector(self._clip_folder, target.gguf_path, encoder_id=clip.meta.identity)
@@ -191,7 +190,7 @@ class ImagePipeline:
                     self._cache_dir, lambda: clip.concepts.embeddings, clip.concepts.names, target.gguf_path,
                     target.tokenize, encoder_id=clip.meta.identity, notify=self._notify)
         else:
-            from .classifier import ENCODER_NAME, WEIGHTS_FILE, class_names, classifier_head, data_path
+            from askgpt.vision.classifier import ENCODER_NAME, WEIGHTS_FILE, class_names, classifier_head, data_path
 
             encoder = self.classifier()
             projector = projector_for(

@@ -7,18 +7,18 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 
-from ..ask import Answer, GenerationConfig, Stats, StopReason, check_fits, prepare, render
-from ..engine import Engine
-from ..errors import StructuredOutputError
-from ..prompt import Request
-from ..structured import constrain
-from .calibration import calibrated
-from .labels import LabelScores, answer_end, label_tokens, score_labels
+from askgpt.runtime.engine.base import Engine
+from askgpt.runtime.errors import StructuredOutputError
+from askgpt.runtime.icl.calibration import calibrated
+from askgpt.runtime.icl.labels import LabelScores, answer_end, label_tokens, score_labels
+from askgpt.runtime.prompting.generate import Answer, GenerationConfig, Stats, StopReason, check_fits, prepare, render
+from askgpt.runtime.prompting.request import Request
+from askgpt.runtime.prompting.structured import constrain
 
 
 def has_logprobs(engine: Engine) -> bool:
     """Whether the engine gives next-token log-probabilities (a served model does not)."""
-    from ..remote_engine import RemoteEngine
+    from askgpt.runtime.engine.served import RemoteEngine
 
     return not isinstance(engine, RemoteEngine)
 
@@ -95,7 +95,7 @@ SERVED_NOTE = ("the served model gives askgpt no log-probabilities, so the answe
 
 class ServedLabelAnswer(Answer):
     """A served model's answer restricted to ``labels`` by the JSON schema ``{"enum": labels}``
-    (runtime.structured), printed without its quotes."""
+    (runtime.prompting.structured), printed without its quotes."""
 
     def __init__(self, engine: Engine, request: Request, labels: Sequence[str], config: GenerationConfig, *,
                  calibrate: bool = False) -> None:

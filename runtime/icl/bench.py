@@ -27,15 +27,15 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 
-from ..ask import GenerationConfig, prepare
-from ..engine import Engine
-from ..errors import InputNotFoundError, UsageError
-from ..prompt import Example, Request, parse_examples
-from ..sampling import SamplingConfig
-from ..templates import Template
-from .calibration import calibrated
-from .labels import score_labels
-from .selection import Select, label_set, select_examples
+from askgpt.runtime.engine.base import Engine
+from askgpt.runtime.engine.sampling import SamplingConfig
+from askgpt.runtime.errors import InputNotFoundError, UsageError
+from askgpt.runtime.icl.calibration import calibrated
+from askgpt.runtime.icl.labels import score_labels
+from askgpt.runtime.icl.selection import Select, label_set, select_examples
+from askgpt.runtime.prompting.generate import GenerationConfig, prepare
+from askgpt.runtime.prompting.request import Example, Request, parse_examples
+from askgpt.runtime.store.templates import Template
 
 DEFAULT_SHOTS = (0, 1, 2, 4, 8, 16)
 # A generation task's answer is one short line: stopping early keeps the run short.

@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ..engine import Engine
-from ..prompt import Request
-from .labels import LabelScores, score_labels
+from askgpt.runtime.engine.base import Engine
+from askgpt.runtime.icl.labels import LabelScores, score_labels
+from askgpt.runtime.prompting.request import Request
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 

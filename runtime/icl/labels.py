@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..ask import control_pattern, render
-from ..chat import format_prompt
-from ..engine import Engine, PromptPart, TokenIds
-from ..errors import UsageError
-from ..prompt import Example, Markup, Request
+from askgpt.runtime.engine.base import Engine, PromptPart, TokenIds
+from askgpt.runtime.errors import UsageError
+from askgpt.runtime.prompting.generate import control_pattern, render
+from askgpt.runtime.prompting.request import Example, Markup, Request
+from askgpt.runtime.prompting.template import format_prompt
 
 if TYPE_CHECKING:
     import numpy as np

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ..ask import Answer, GenerationConfig
-from ..engine import Engine
-from ..errors import UsageError
-from ..prompt import Request
-from .answers import LabelAnswer, ServedLabelAnswer, has_logprobs
-from .labels import AUTO, parse_labels
-from .selection import Select, parse_select, select_examples
+from askgpt.runtime.engine.base import Engine
+from askgpt.runtime.errors import UsageError
+from askgpt.runtime.icl.answers import LabelAnswer, ServedLabelAnswer, has_logprobs
+from askgpt.runtime.icl.labels import AUTO, parse_labels
+from askgpt.runtime.icl.selection import Select, parse_select, select_examples
+from askgpt.runtime.prompting.generate import Answer, GenerationConfig
+from askgpt.runtime.prompting.request import Request
 
 # --shots without --select: the nearest examples (on the built-in model and a sentiment
 # task they beat random ones; see docs/in-context-learning.md).

@@ -18,8 +18,8 @@ import random
 from collections.abc import Callable, Sequence
 from enum import Enum
 
-from ..errors import UsageError
-from ..prompt import Example
+from askgpt.runtime.errors import UsageError
+from askgpt.runtime.prompting.request import Example
 
 
 class Select(str, Enum):

@@ -1,0 +1,1 @@
+"""Measurements askgpt runs on itself: needle in a haystack, generation speed, start-up time."""

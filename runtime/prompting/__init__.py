@@ -1,0 +1,3 @@
+"""What the user asks, as values (request), and how it becomes the model's tokens: chat templates, rendering and
+generation, structured output.
+"""

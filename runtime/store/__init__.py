@@ -1,0 +1,1 @@
+"""What askgpt keeps on disk: settings and the config file, saved templates, the conversation log."""
