@@ -1,4 +1,4 @@
-"""Why prompt-lookup decoding is neither byte-identical nor 1.5x here (README, Performance).
+"""Why prompt-lookup decoding is neither byte-identical nor 1.5x here (docs/performance-and-benchmarks.md).
 
     python benchmarks/batch_numerics.py
 
@@ -23,14 +23,14 @@ from askgpt.runtime.models.registry import builtin_model
 
 def main() -> None:
     engine = load_llama_engine(builtin_model(), EngineConfig(n_ctx=2048))
-    llm, lib = engine._llm, engine._lib
+    native = engine.native
+    llm = native.llm
     text, _ = haystack(1200, 0.5, "The harbour master is Wendell Okafor.", "prose", 0,
                        lambda s: len(engine.tokenize(s)))
     ids = engine.tokenize(text, add_bos=False)
-    n_vocab = lib.llama_vocab_n_tokens(engine._vocab)
 
     def logits(i: int) -> np.ndarray:
-        return np.ctypeslib.as_array(lib.llama_get_logits_ith(llm.ctx, i), shape=(n_vocab,)).copy()
+        return native.logits(i).copy()
 
     def restart(prefix: int) -> None:
         llm.reset()
@@ -46,7 +46,7 @@ def main() -> None:
             llm.eval([token])
             single.append(logits(-1))
         restart(prefix)
-        engine._decode_tokens(ids[prefix:prefix + 8])
+        native.decode_tokens(ids[prefix:prefix + 8])
         diffs = [float(np.abs(single[i] - logits(i)).max()) for i in range(8)]
         worst = max(worst, *diffs)
         print(f"prefix {prefix:4d}: " + " ".join(f"{d:.2f}" for d in diffs))
@@ -58,7 +58,7 @@ def main() -> None:
         times = []
         for _ in range(15):
             start = time.perf_counter()
-            engine._decode_tokens(ids[500:500 + n])
+            native.decode_tokens(ids[500:500 + n])
             times.append(time.perf_counter() - start)
             llm.n_tokens = 500
             llm.eval([])

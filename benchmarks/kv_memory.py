@@ -23,8 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +31,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from answers import QUESTIONS  # noqa: E402
 
-from askgpt.cli.ask import DEFAULT_SYSTEM  # noqa: E402
 from askgpt.runtime.bench.needle import haystack  # noqa: E402
 from askgpt.runtime.engine.base import EngineConfig  # noqa: E402
-from askgpt.runtime.engine.llama.engine import load_llama_engine, sequence_logits  # noqa: E402
+from askgpt.runtime.engine.llama.engine import load_llama_engine  # noqa: E402
+from askgpt.runtime.engine.llama.tools import forced_flash_attention, sequence_logits  # noqa: E402
 from askgpt.runtime.engine.sampling import SamplingConfig  # noqa: E402
 from askgpt.runtime.models.registry import builtin_model  # noqa: E402
 from askgpt.runtime.prompting.generate import GenerationConfig, ask  # noqa: E402
-from askgpt.runtime.prompting.request import Document, Request  # noqa: E402
+from askgpt.runtime.prompting.request import (  # noqa: E402
+    DEFAULT_SYSTEM,  # noqa: E402
+    Document,
+    Request,
+)
 
 NEEDLE = "The harbour master of Port Ellery is called Wendell Okafor."
 # (label, --kv-type, flash attention): askgpt's two settings and the like-for-like f16.
@@ -49,35 +51,13 @@ SETUPS = (("f16", "f16", False), ("f16+fa", "f16", True), ("q8_0", "q8_0", True)
 # A whole askgpt process with llama.cpp's flash attention forced on or off (argv[1]).
 FLASH_CHILD = """
 import sys
-import llama_cpp
-init = llama_cpp.Llama.__init__
+from askgpt.runtime.engine.llama.tools import forced_flash_attention
 flash = sys.argv[1] == "on"  # read now: argv is replaced below
-def forced(self, *args, **kwargs):
-    kwargs["flash_attn"] = flash
-    init(self, *args, **kwargs)
-llama_cpp.Llama.__init__ = forced
 sys.argv = ["askgpt", *sys.argv[2:]]
 from askgpt.cli.entry import main
-main()
+with forced_flash_attention(flash):
+    main()
 """
-
-
-@contextmanager
-def flash_attention(on: bool) -> Iterator[None]:
-    """llama.cpp's flash attention on or off for the models loaded inside, whatever askgpt picks."""
-    import llama_cpp
-
-    init = llama_cpp.Llama.__init__
-
-    def forced(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs["flash_attn"] = on
-        init(self, *args, **kwargs)
-
-    llama_cpp.Llama.__init__ = forced
-    try:
-        yield
-    finally:
-        llama_cpp.Llama.__init__ = init
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -94,7 +74,7 @@ def answer_effect() -> None:
         tokens = probe.tokenize(prose, add_bos=False)[:3500]
     logits, answers = {}, {}
     for label, kv, flash in SETUPS:
-        with flash_attention(flash):
+        with forced_flash_attention(flash):
             with load_llama_engine(builtin_model(), EngineConfig(n_ctx=4096, kv_type=kv, all_logits=True)) as engine:
                 logits[label] = log_softmax(sequence_logits(engine, tokens))
             with load_llama_engine(builtin_model(), EngineConfig(n_ctx=4096, kv_type=kv)) as engine:

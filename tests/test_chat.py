@@ -55,7 +55,7 @@ def test_a_second_turn_reuses_the_first_from_the_attention_cache(real_engine) ->
     answer.text()
     session.finish(first, answer)
     second = prepare(real_engine, session.request("Which of them is warmest?"), config)
-    llm = real_engine._llm
+    llm = real_engine.native.llm
     cached = llm.input_ids[: llm.n_tokens].tolist()
     keys = prompt_keys(second.parts)
     pairs = zip(cached, keys, strict=False)

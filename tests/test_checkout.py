@@ -37,10 +37,11 @@ def test_python_m_pytest_from_the_checkout_root_imports_the_installed_package() 
 def test_an_unmarked_test_that_loads_the_model_in_a_child_is_caught(tmp_path: Path) -> None:
     # This test is not marked `model`, so tests/conftest.py's guard is on: the child is
     # refused before llama.cpp reads the file, and the load is recorded for the guard.
+    from askgpt.runtime.engine.llama.tools import BARE_ANSWER_SCRIPT  # llama-cpp-python alone, no askgpt
+
     record = Path(os.environ["ASKGPT_TEST_NO_MODEL"])
     child = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom llama_cpp import Llama\nLlama(model_path=sys.argv[1], verbose=False)",
-         str(builtin_model().path)],
+        [sys.executable, "-c", BARE_ANSWER_SCRIPT, str(builtin_model().path), "256", "1", "1"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert child.returncode != 0 and "not marked `model`" in child.stderr

@@ -185,9 +185,9 @@ def reference_draft(history: list[int], pending: int, limit: int) -> list[int]:
 def test_the_lookup_draft_is_what_followed_the_latest_match(history: list[int], pending: int, limit: int) -> None:
     import numpy as np
 
-    from askgpt.runtime.engine.llama.engine import _lookup_draft
+    from askgpt.runtime.engine.llama.lookup import lookup_draft
 
-    draft = _lookup_draft(np.asarray(history, dtype=np.intc), pending, limit)
+    draft = lookup_draft(np.asarray(history, dtype=np.intc), pending, limit)
     assert draft == reference_draft(history, pending, limit)
     assert len(draft) <= limit
 

@@ -1,8 +1,9 @@
 """The engine seam: everything askgpt needs from a language-model backend.
 
-`LlamaEngine` (runtime/engine/llama/engine.py, the only module that imports
-llama_cpp) implements it for GGUF models; tests of CLI logic use a scripted
-fake. A prompt is a sequence of parts so that image embedding rows can sit
+`LlamaEngine` (runtime/engine/llama/, the only package that imports llama_cpp)
+implements it for GGUF models, `RemoteEngine` (served.py) for OpenAI-compatible
+servers; optional features are protocols in capabilities.py. Tests of CLI logic
+use a scripted fake. A prompt is a sequence of parts so that image embedding rows can sit
 between runs of text tokens; the engine decodes each run in its own batch.
 """
 
@@ -56,8 +57,8 @@ class EngineConfig:
     # Keep the logits of every prompt position (perplexity and KL in convert report), not
     # only the last one; costs n_ctx x n_vocab floats.
     all_logits: bool = False
-    # Storage type of the attention cache: "f16" (llama.cpp's default); "q8_0", about half
-    # the memory for long windows; "f32", twice, for exact comparisons (parity tests).
+    # Storage type of the attention cache, a `runtime.engine.kv.KvType` name: "f16" (llama.cpp's
+    # default); "q8_0", about half the memory for long windows; "f32", twice, for exact comparisons.
     kv_type: str = "f16"
     # Where runtime.engine.guard remembers files that loaded safely in a child process;
     # None skips that check (tests and benchmarks that load known files).

@@ -27,13 +27,13 @@ import tempfile
 from pathlib import Path
 
 from askgpt.runtime.errors import ModelLoadError
-from askgpt.runtime.files import atomic_write_bytes
+from askgpt.runtime.files import FileIdentity, atomic_write_bytes
 
 VERDICTS_FILE = "models-verified.txt"
 _CHILD = (
     "import sys\n"
     "from pathlib import Path\n"
-    "from askgpt.runtime.engine.llama.engine import trial_run\n"
+    "from askgpt.runtime.engine.llama.tools import trial_run\n"
     "trial_run(Path(sys.argv[1]))\n"
 )
 # The projector's trial: the language model (already loaded safely by the parent) with
@@ -55,8 +55,7 @@ _PROJECTOR_CHILD = (
 
 
 def _key(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}"
+    return FileIdentity.of(path).joined("\t")
 
 
 def ensure_loads_safely(path: Path, cache_dir: Path, *, timeout: float = 300.0) -> bool:

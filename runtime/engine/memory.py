@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from askgpt.runtime.engine.kv import KvType
 from askgpt.runtime.errors import ModelLoadError
 from askgpt.runtime.models.gguf import GgufHeader
 
-KV_ELEMENT_BYTES = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32}  # q8_0: 32 values in 34 bytes
 # llama.cpp allocates the attention cache for the context rounded up to a multiple of 256
 # cells (measured: --ctx 1000 gets 1,024 cells; tests/test_performance.py reads its log).
 CACHE_CELL_PAD = 256
@@ -44,7 +44,7 @@ def kv_cache_bytes(header: GgufHeader, *, n_ctx: int, kv_type: str) -> int:
     only as long as the window."""
     n_ctx = n_ctx or header.number("context_length")
     cells = -(-n_ctx // CACHE_CELL_PAD) * CACHE_CELL_PAD
-    return header.kv_bytes_per_token(KV_ELEMENT_BYTES[kv_type]) * cells
+    return header.kv_bytes_per_token(KvType(kv_type).element_bytes) * cells
 
 
 def plan(header: GgufHeader, *, n_ctx: int, kv_type: str) -> MemoryPlan:
@@ -59,11 +59,11 @@ def check_fits(header: GgufHeader, name: str, *, n_ctx: int, kv_type: str, avail
         return need
     mib = 2**20
     room = available - need.weights - need.working
-    per_token = header.kv_bytes_per_token(KV_ELEMENT_BYTES[kv_type])
+    per_token = header.kv_bytes_per_token(KvType(kv_type).element_bytes)
     fits = (room // per_token) // 256 * 256 if per_token and room > 0 else 0
     if fits >= 256:
         hint = f"use --ctx {fits} or less"
-        if kv_type != "q8_0":
+        if KvType(kv_type) is not KvType.Q8_0:
             hint += ", or --kv-type q8_0 (half the cache memory)"
     else:
         hint = "use a smaller or more strongly quantized model (askgpt convert quantize), or free memory"

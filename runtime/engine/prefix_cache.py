@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from askgpt.runtime.files import atomic_write, private_folder
+from askgpt.runtime.files import FileIdentity, atomic_write, private_folder
 
 MAGIC = b"ASKGPT-KV1\n"
 SUFFIX = ".kv"
@@ -80,8 +80,7 @@ def model_key(model_path: Path, *, kv_type: str, backend_version: str) -> str:
     """A model file's identity for the cache: its path, size and modification time,
     with what changes the state's layout (the cache's element type, llama.cpp's
     version). Hashing 100 MB-10 GB of weights per run would cost more than it saves."""
-    st = model_path.stat()
-    ident = f"{model_path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{kv_type}\0{backend_version}"
+    ident = f"{FileIdentity.of(model_path).joined(chr(0))}\0{kv_type}\0{backend_version}"
     return hashlib.blake2b(ident.encode(), digest_size=12).hexdigest()
 
 
