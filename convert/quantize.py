@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from askgpt.convert.gguf_file import GgufSummary, read_summary
-from askgpt.convert.types import OutputType
 from askgpt.runtime.errors import AskgptError, ExitCode
 from askgpt.runtime.files import atomic_write_with, remove_stale_temporaries
+from askgpt.runtime.models.filetypes import FileType
+from askgpt.runtime.models.gguf import GgufSummary, read_summary
 from askgpt.runtime.system import peak_rss_mb
 
-Quantizer = Callable[[Path, Path, int], None]  # (src, dst, ftype); runtime.engine.llama.engine.quantize_gguf
+Quantizer = Callable[[Path, Path, int], None]  # (src, dst, ftype); runtime.engine.llama.tools.quantize_gguf
 
 
 class ConvertError(AskgptError):
@@ -38,7 +38,7 @@ class ConvertSummary:
     source_name: str
     source_size: int  # bytes on disk
     output: GgufSummary
-    type: OutputType
+    type: FileType
     seconds: float
     peak_rss_mb: float
 
@@ -112,7 +112,7 @@ def run_interruptibly(work: Callable[[], None]) -> None:
         raise errors[0]
 
 
-def quantize(src: Path, dst: Path, out_type: OutputType, quantizer: Quantizer, *,
+def quantize(src: Path, dst: Path, out_type: FileType, quantizer: Quantizer, *,
              force: bool = False, trial_cache: Path | None = None) -> ConvertSummary:
     """With ``trial_cache``, a source file llama.cpp has not read safely before is first
     loaded in a child process (runtime.engine.guard; the quantizer runs in this one)."""

@@ -95,12 +95,8 @@ def read_text(path: str | None) -> str:
 
 def check_same_vocabulary(a: Path, b: Path) -> None:
     """Reports compare distributions token by token, so the vocabularies must be one."""
-    import gguf
+    from askgpt.runtime.models.gguf import string_array
 
-    def tokens(path: Path) -> list[str]:
-        field = gguf.GGUFReader(str(path)).fields.get("tokenizer.ggml.tokens")
-        return list(field.contents()) if field is not None else []
-
-    if tokens(a) != tokens(b):
+    if string_array(a, "tokenizer.ggml.tokens") != string_array(b, "tokenizer.ggml.tokens"):
         raise UsageError(f"{a.name} and {b.name} have different vocabularies; a report compares models "
                          "of one vocabulary (a model and its own quantizations)")

@@ -21,6 +21,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -188,3 +189,24 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """A file as caches and logs key it: its resolved path, size and modification time.
+    Cheap to take (one stat) where hashing gigabytes of weights per run would not be;
+    a file rewritten in place gets a new identity."""
+
+    path: str  # resolved
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity:
+        """Raises OSError when ``path`` cannot be stat'ed."""
+        st = path.stat()
+        return cls(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+    def joined(self, sep: str) -> str:
+        """One string for a key: path, size and mtime_ns with ``sep`` between them."""
+        return f"{self.path}{sep}{self.size}{sep}{self.mtime_ns}"

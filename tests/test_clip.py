@@ -403,15 +403,15 @@ def test_mmproj_is_found_beside_a_model_and_registered_with_it(tmp_path: Path) -
     model = tmp_path / "vlm.gguf"
     model.write_bytes(b"x")
     ref = ModelRef("vlm", model)
-    assert find_mmproj(ref, None) is None
+    assert find_mmproj(ref, None, local=True) is None
     (tmp_path / "mmproj-vlm.gguf").write_bytes(b"x")
-    assert find_mmproj(ref, None) == tmp_path / "mmproj-vlm.gguf"
+    assert find_mmproj(ref, None, local=True) == tmp_path / "mmproj-vlm.gguf"
     (tmp_path / "mmproj-other.gguf").write_bytes(b"x")
-    assert find_mmproj(ref, None) is None  # two candidates: never guess
+    assert find_mmproj(ref, None, local=True) is None  # two candidates: never guess
     registered = tmp_path / "elsewhere.gguf"
     registered.write_bytes(b"x")
-    assert find_mmproj(ModelRef("vlm", model, mmproj=registered), None) == registered
-    assert find_mmproj(ModelRef("vlm", model, mmproj=registered), str(model)) == model.resolve()
+    assert find_mmproj(ModelRef("vlm", model, mmproj=registered), None, local=True) == registered
+    assert find_mmproj(ModelRef("vlm", model, mmproj=registered), str(model), local=True) == model.resolve()
 
 
 def test_answering_with_a_clip_encoder_never_imports_torch(tiny: Tiny, isolated_home: Path, tmp_path: Path) -> None:

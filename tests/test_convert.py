@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from askgpt.convert.gguf_file import read_summary
 from askgpt.convert.report import compare, default_text, windows
-from askgpt.convert.types import TYPES, output_type
 from askgpt.runtime.errors import UsageError
+from askgpt.runtime.models.filetypes import OUTPUT_TYPES as TYPES
+from askgpt.runtime.models.filetypes import output_type
+from askgpt.runtime.models.gguf import read_summary
 from askgpt.runtime.models.registry import builtin_model
 from conftest import run_askgpt
 

@@ -19,12 +19,15 @@ import numpy as np
 import pytest
 from hf_round_trip import save_builtin_as_hf
 
-from askgpt.convert.gguf_file import read_summary
-from askgpt.convert.hf import convert_hf, permute_rows, pre_tokenizer_name
-from askgpt.convert.types import output_type
+from askgpt.convert.hf.convert import convert_hf
+from askgpt.convert.hf.llama import permute_rows
+from askgpt.convert.hf.tokenizer import pre_tokenizer_name
 from askgpt.runtime.engine.base import EngineConfig
-from askgpt.runtime.engine.llama.engine import load_llama_engine, quantize_gguf, sequence_logits
+from askgpt.runtime.engine.llama.engine import load_llama_engine
+from askgpt.runtime.engine.llama.tools import quantize_gguf, sequence_logits
 from askgpt.runtime.errors import ExitCode
+from askgpt.runtime.models.filetypes import output_type
+from askgpt.runtime.models.gguf import read_summary
 from askgpt.runtime.models.registry import ModelRef, builtin_model
 from conftest import run_askgpt
 
@@ -106,7 +109,7 @@ def test_logits_match_transformers(tmp_path: Path, hf_tokenizer: Any, kind: str,
 
 def test_without_the_qk_permutation_the_logits_differ(tmp_path: Path, hf_tokenizer: Any) -> None:
     """The parity test can fail: undoing the permutation breaks it."""
-    import askgpt.convert.hf as hf
+    import askgpt.convert.hf.llama as hf
 
     folder = tmp_path / "hf"
     model = tiny_model("llama", hf_tokenizer, folder)
@@ -294,7 +297,7 @@ def test_builtin_model_round_trip_through_transformers(tmp_path: Path, hf_tokeni
     """GGUF (Q4_1) -> transformers (dequantized) -> HF folder -> askgpt -> GGUF, compared over
     1,024 tokens of the report's default text: top-1 agreement and KL divergence."""
     from askgpt.convert.report import compare, default_text
-    from askgpt.runtime.engine.llama.engine import sequence_logprobs
+    from askgpt.runtime.engine.llama.tools import sequence_logprobs
 
     path = builtin_model().path
     folder = tmp_path / "smollm2-hf"

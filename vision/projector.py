@@ -26,6 +26,7 @@ import numpy as np
 
 from askgpt.runtime.errors import ImageError
 from askgpt.runtime.files import atomic_write_bytes
+from askgpt.runtime.models.gguf import TensorData, read_tensor
 
 RIDGE = 1.0
 N_CLASS_ROWS = 3  # rows for the top classes, after the row for the whole image
@@ -50,16 +51,13 @@ def table_identity(gguf_path: Path) -> str:
     return h.hexdigest()
 
 
-def _token_table(gguf_path: Path):  # type: ignore[no-untyped-def]
-    import gguf
-
+def _token_table(gguf_path: Path) -> TensorData:
     try:
-        reader = gguf.GGUFReader(str(gguf_path))
-    except Exception as exc:  # gguf raises ValueError/struct errors on bad files
+        tensor = read_tensor(gguf_path, "token_embd.weight")
+    except Exception as exc:  # a malformed file (the walk) or gguf's ValueError/struct errors
         raise ImageError(f"cannot read the embedding table of {gguf_path.name}: {exc}") from exc
-    for tensor in reader.tensors:
-        if tensor.name == "token_embd.weight":
-            return tensor
+    if tensor is not None:
+        return tensor
     raise ImageError(f"{gguf_path.name} has no token_embd.weight tensor to project images into")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from askgpt.runtime.errors import InputNotFoundError, UsageError
 from askgpt.runtime.files import atomic_write
+from askgpt.runtime.models.gguf import MAGIC
 
 REGISTRY_FILE = "models.json"
 
@@ -95,7 +96,7 @@ def _ollama_blob(root: Path, layers: list[object], media_type: str) -> Path | No
     if blob is None:
         return None
     with blob.open("rb") as fh:  # a layer that is not GGUF (safetensors) is not for llama.cpp
-        return blob if fh.read(4) == b"GGUF" else None
+        return blob if fh.read(4) == MAGIC else None
 
 
 def discover(env: Mapping[str, str]) -> list[Found]:

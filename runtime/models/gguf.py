@@ -1,4 +1,4 @@
-"""A GGUF file checked in Python before llama.cpp's C++ parser sees it.
+"""The one GGUF reader: a file checked in Python before llama.cpp's C++ parser sees it.
 
 ggml's GGUF reader has had header overflows (oversized counts and string
 lengths, tensors past the end of the file). This walk reads the header with
@@ -6,6 +6,12 @@ every length bounded by what is left of the file, so a hostile file costs at
 most one pass over its header and never a large allocation: magic, version,
 counts, key-values (strings, arrays, nesting), tensor names, dimensions, types,
 offsets, alignment, overlaps. It does not judge the weights themselves.
+
+Everything askgpt reads from a GGUF goes through this module: the header walk
+(`check_gguf`: key-values, tensor table), a converter's summary (`read_summary`),
+a string array (`string_array`: the vocabulary) and, for the one reader of
+weights, a tensor's data (`read_tensor`, through the `gguf` package once the walk
+has passed the file).
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from askgpt.runtime.errors import ModelLoadError
+from askgpt.runtime.errors import InputNotFoundError, ModelLoadError
+
+MAGIC = b"GGUF"
 
 _SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUFValueType -> bytes
 _STRING, _ARRAY = 8, 9
@@ -39,10 +48,26 @@ QUANT_SIZES: dict[int, tuple[int, int]] = {
     23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
     34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18),
 }
+# ggml tensor type -> its name (the gguf package's GGMLQuantizationType), for the same reason.
+TYPE_NAMES: dict[int, str] = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K",
+    11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS",
+    19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32",
+    27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4", 40: "NVFP4",
+    41: "Q1_0",
+}
 
 
 class GgufFormatError(ModelLoadError):
     """A file that is not a well-formed GGUF (exit 4)."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # GGUF order: the row length first
+    type: str  # ggml type name: F32, F16, Q4_K ...
+    n_elements: int
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,9 @@ class GgufHeader:
     array_lengths: dict[str, int] = field(default_factory=dict)
     n_params: int = 0  # elements of all tensors
     tensor_types: dict[int, int] = field(default_factory=dict)  # ggml type -> tensors of that type
+    tensors: tuple[TensorInfo, ...] = ()
+    # Where each top-level array's value starts (its element type), for `string_array`.
+    array_offsets: dict[str, int] = field(default_factory=dict)
 
     def number(self, name: str) -> int:
         """``{architecture}.{name}``, 0 when absent."""
@@ -188,7 +216,7 @@ def check_gguf(path: Path) -> GgufHeader:
 
 def _walk(path: Path, r: _Reader) -> GgufHeader:
     size = r.size
-    if r.left() < 4 or r.take(4, "magic") != b"GGUF":
+    if r.left() < 4 or r.take(4, "magic") != MAGIC:
         raise GgufFormatError(f"{path} is not a GGUF model file",
                               hint="askgpt runs llama.cpp GGUF models; convert the checkpoint to GGUF first")
     version = r.u32("version")
@@ -203,6 +231,7 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
     numbers: dict[str, int] = {}
     strings: dict[str, str] = {}
     array_lengths: dict[str, int] = {}
+    array_offsets: dict[str, int] = {}
     for i in range(n_kv):
         key = r.string(f"key {i}", _MAX_KEY)
         if not key or key in keys:
@@ -220,6 +249,7 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
             strings[key] = "(present)"
         if kind == _ARRAY and r.left() >= 12:
             array_lengths[key] = int(_U64.unpack_from(r.buf, r.pos + 4)[0])  # peeked; _value checks it
+            array_offsets[key] = r.pos
         value = _value(r, kind, key)
         if value is not None:
             numbers[key] = value
@@ -228,6 +258,7 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
                 raise r.fail("general.alignment is not a power of two")
             alignment = value
     tensors: list[tuple[int, int, str]] = []
+    infos: list[TensorInfo] = []
     n_params = 0
     tensor_types: dict[int, int] = {}
     names: set[str] = set()
@@ -255,6 +286,7 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
         if offset % alignment:
             raise r.fail(f"tensor {name} is not aligned to {alignment} bytes")
         tensors.append((offset, count // block * block_bytes, name))
+        infos.append(TensorInfo(name, tuple(dims), TYPE_NAMES.get(kind, f"type {kind}"), count))
         n_params += count
         tensor_types[kind] = tensor_types.get(kind, 0) + 1
     data_offset = -(-r.pos // alignment) * alignment
@@ -268,4 +300,77 @@ def _walk(path: Path, r: _Reader) -> GgufHeader:
             raise GgufFormatError(f"{path.name} is not a valid GGUF file: tensor {name} runs past the end "
                                   f"of the file (truncated?)", hint="download or convert it again")
     return GgufHeader(version, n_tensors, n_kv, alignment, data_offset, sum(t[1] for t in tensors),
-                      architecture, numbers, strings, array_lengths, n_params, tensor_types)
+                      architecture, numbers, strings, array_lengths, n_params, tensor_types, tuple(infos),
+                      array_offsets)
+
+
+# --- what the converter and the vision projector read, built on the walk ----------------------------------
+
+@dataclass(frozen=True)
+class GgufSummary:
+    path: Path
+    size: int  # bytes
+    architecture: str
+    tensors: tuple[TensorInfo, ...]
+
+    @property
+    def n_params(self) -> int:
+        return sum(t.n_elements for t in self.tensors)
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.size / max(1, self.n_params)
+
+    def tensor_types(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.tensors:
+            counts[t.type] = counts.get(t.type, 0) + 1
+        return counts
+
+
+def read_summary(path: Path) -> GgufSummary:
+    """Raises `InputNotFoundError` (exit 3) or `ModelLoadError` (exit 4) for a bad file."""
+    if not path.is_file():
+        raise InputNotFoundError(f"model file not found: {path}")
+    header = check_gguf(path)
+    return GgufSummary(path, path.stat().st_size, header.architecture or "unknown", header.tensors)
+
+
+def string_array(path: Path, key: str) -> list[bytes]:
+    """The strings of the top-level array ``key`` (e.g. tokenizer.ggml.tokens); [] when the
+    file has no such array of strings. The walk has bounded every length read here."""
+    header = check_gguf(path)
+    start = header.array_offsets.get(key)
+    if start is None:
+        return []
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if _U32.unpack_from(buf, start)[0] != _STRING:
+            return []
+        count, pos = _U64.unpack_from(buf, start + 4)[0], start + 12
+        out = []
+        for _ in range(count):
+            n = _U64.unpack_from(buf, pos)[0]
+            out.append(bytes(buf[pos + 8:pos + 8 + n]))
+            pos += 8 + n
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class TensorData:
+    name: str
+    tensor_type: Any  # gguf.GGMLQuantizationType, as gguf.quants.dequantize takes it
+    data: Any  # numpy array of the stored blocks (memory-mapped)
+
+
+def read_tensor(path: Path, name: str) -> TensorData | None:
+    """One tensor's stored data (None when the file has no tensor ``name``), read with the
+    `gguf` package after the bounded walk has passed the file (GGUFReader trusts the counts
+    and lengths it reads)."""
+    import gguf
+
+    check_gguf(path)
+    reader = gguf.GGUFReader(str(path))
+    for tensor in reader.tensors:
+        if tensor.name == name:
+            return TensorData(tensor.name, tensor.tensor_type, tensor.data)
+    return None

@@ -8,17 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from askgpt.runtime.models.filetypes import file_type_name
 from askgpt.runtime.models.gguf import GgufHeader, check_gguf
 from askgpt.runtime.models.registry import mmproj_beside
-
-# llama.cpp's llama_ftype values (general.file_type) -> names, as `llama-quantize` prints them.
-FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0",
-}
 
 
 @dataclass(frozen=True)
@@ -56,11 +48,10 @@ def model_facts(path: Path) -> ModelFacts:
 
 
 def _facts(path: Path, h: GgufHeader) -> ModelFacts:
-    ftype = h.numbers.get("general.file_type")
     return ModelFacts(
         path=path, size=path.stat().st_size, architecture=h.architecture or "?",
         general_name=h.strings.get("general.name", ""), n_params=h.n_params,
-        file_type=FILE_TYPES.get(ftype, f"type {ftype}") if ftype is not None else "?",
+        file_type=file_type_name(h.numbers.get("general.file_type")),
         context_length=h.number("context_length"), embedding_length=h.number("embedding_length"),
         layers=h.number("block_count"), heads=h.number("attention.head_count"),
         kv_heads=h.number("attention.head_count_kv") or h.number("attention.head_count"),

@@ -137,9 +137,10 @@ def mmproj_beside(model: Path) -> Path | None:
     return beside[0] if len(beside) == 1 else None
 
 
-def find_mmproj(ref: ModelRef, given: str | None) -> Path | None:
+def find_mmproj(ref: ModelRef, given: str | None, *, local: bool) -> Path | None:
     """The vision projector for ``ref``: ``--mmproj PATH``, else the one registered with it,
-    else the single one beside it (never for the built-in model, which has none)."""
+    else the single one beside a ``local`` model's file (engine.kinds decides; never for the
+    built-in model, which has none)."""
     if given:
         path = Path(given).expanduser()
         if not path.is_file():
@@ -150,7 +151,7 @@ def find_mmproj(ref: ModelRef, given: str | None) -> Path | None:
             raise ModelNotFoundError(f"the vision projector registered with {ref.name} is gone: {ref.mmproj}",
                                      hint=f"askgpt models add {ref.path} --alias {ref.name} --mmproj NEW_PATH")
         return ref.mmproj
-    return None if ref.builtin or ref.endpoint is not None else mmproj_beside(ref.path)
+    return mmproj_beside(ref.path) if local and not ref.builtin else None
 
 
 def list_models(models_dir: Path) -> list[ModelRef]:

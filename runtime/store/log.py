@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from askgpt.runtime.errors import AskgptError
-from askgpt.runtime.files import private_file, private_folder, sha256_file
+from askgpt.runtime.files import FileIdentity, private_file, private_folder, sha256_file
 
 DB_NAME = "logs.db"
 BUSY_TIMEOUT_MS = 5000
@@ -184,10 +184,10 @@ class ConversationLog:
 
     def _model_hash(self, conn: sqlite3.Connection, path: Path) -> str:
         try:
-            st = path.stat()
+            ident = FileIdentity.of(path)
         except OSError:
             return ""
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        key = (ident.path, ident.size, ident.mtime_ns)
         row = conn.execute("SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=?", key).fetchone()
         if row:
             return str(row[0])
