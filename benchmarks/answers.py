@@ -14,13 +14,12 @@ from __future__ import annotations
 import re
 import time
 
-from askgpt.cli.ask import DEFAULT_SYSTEM
 from askgpt.runtime.engine.base import EngineConfig
 from askgpt.runtime.engine.llama.engine import load_llama_engine
 from askgpt.runtime.engine.sampling import SamplingConfig
 from askgpt.runtime.models.registry import builtin_model
 from askgpt.runtime.prompting.generate import GenerationConfig, ask
-from askgpt.runtime.prompting.request import Request
+from askgpt.runtime.prompting.request import DEFAULT_SYSTEM, Request
 
 QUESTIONS = [
     ("What is the capital of France?", "Paris"),

@@ -16,7 +16,7 @@ import argparse
 import random
 import time
 
-from askgpt.cli.render import format_quotes
+from askgpt.cli.terminal.render import format_quotes
 from askgpt.runtime.bench.needle import haystack
 from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.engine.base import EngineConfig

@@ -5,7 +5,7 @@
 
 By default the model is a stand-in, so that rendering is measured apart from the
 model's speed: the real CLI (argument parsing, the answer loop, the renderer in
-cli/render.py and cli/markdown_stream.py, --stats) runs on an engine that
+cli/terminal/render.py and cli/terminal/markdown_stream.py, --stats) runs on an engine that
 streams a fixed Markdown answer (headings, paragraphs, bullet lists, long
 numbered lists, code blocks) cut into word-sized tokens (~4 characters),
 sleeping 1/RATE s before each token as a model producing RATE tokens/s would.
@@ -105,8 +105,8 @@ def child(argv: Sequence[str]) -> None:
     from fakes import ScriptedEngine, ScriptedFactory
 
     from askgpt.cli.app import create_app
-    from askgpt.cli.markdown_stream import StreamingMarkdown
-    from askgpt.cli.render import PlainSink
+    from askgpt.cli.terminal.markdown_stream import StreamingMarkdown
+    from askgpt.cli.terminal.render import PlainSink
     from askgpt.runtime.engine.base import PromptPart
     from askgpt.runtime.engine.sampling import SamplingConfig
 
@@ -221,7 +221,8 @@ def main() -> None:
         p = statistics.median(pair[1][0] for pair in pairs)
         ratios = ", ".join(f"{a[0] / b[0]:.3f}" for a, b in pairs)
         sink = statistics.median(a[1] - b[1] for a, b in pairs)
-        cost = "" if sink != sink else f" | rendering: {sink:+.0f} ms in the sink, {sink / 1000 * t / n_of[label]:.1%} of the time"
+        share = sink / 1000 * t / n_of[label]
+        cost = "" if sink != sink else f" | rendering: {sink:+.0f} ms in the sink, {share:.1%} of the time"
         print(f"{label:26} | median terminal {t:6.1f}, piped {p:6.1f} tokens/s | ratio {t / p:.3f} "
               f"(rounds: {ratios}){cost}")
     print("bar: terminal >= 0.95x piped")

@@ -11,42 +11,22 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from askgpt.chat_session import MULTILINE, ChatSession, Command, help_text, parse_line
-from askgpt.cli.ask import AskOptions, VisionStep, resolve_ref
-from askgpt.cli.render import Messages, format_error, format_stats, make_sink, stream_answer
-from askgpt.conversation import exchange_of
+from askgpt.cli.terminal.render import Messages, format_error, format_stats, make_sink, stream_answer
 from askgpt.runtime.documents.inputs import read_document
-from askgpt.runtime.engine.base import Engine
 from askgpt.runtime.engine.kinds import EngineFactory
-from askgpt.runtime.engine.sampling import SamplingConfig
 from askgpt.runtime.errors import AskgptError
 from askgpt.runtime.files import atomic_write, atomic_write_with, private_folder
-from askgpt.runtime.models.registry import ModelRef
-from askgpt.runtime.prompting.generate import Answer, GenerationConfig
-from askgpt.runtime.prompting.request import Request
-from askgpt.runtime.store.log import ConversationLog, LogError, new_conversation_id
-from askgpt.runtime.store.settings import Settings, engine_config, model_ref, system_prompt
+from askgpt.runtime.prompting.generate import Answer
+from askgpt.runtime.prompting.structured import check_json
+from askgpt.runtime.store.settings import Settings
+from askgpt.session import AskOptions, ChatOptions, ConversationLogger, Session, VisionStep, open_chat
 
 PROMPT = "askgpt> "
 MORE = "....... "
-
-
-@dataclass(frozen=True)
-class ChatOptions:
-    model: str | None = None
-    endpoint: str | None = None
-    system: str | None = None
-    examples: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-    images: tuple[str, ...] = ()
-    ctx: int | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    log: bool = True
 
 
 class _Lines:
@@ -93,49 +73,29 @@ def run_chat(opts: ChatOptions, *, settings: Settings, engine_factory: EngineFac
              stdout: TextIO | None = None) -> None:
     # sys.stdout is read now, not when this module was imported (a caller may have swapped it).
     stdout = stdout or sys.stdout
-    d = settings.defaults
-    config = GenerationConfig(
-        max_tokens=opts.max_tokens or d.max_tokens,
-        sampling=_sampling(opts, d.temperature, d.repeat_penalty))
-    ref = resolve_ref(settings, opts.model, opts.endpoint)  # an error names where a default model was set
-    engine = _load(ref, opts, settings, engine_factory, messages)
-    session = ChatSession(engine, config, system=system_prompt(settings, opts.system))
-    for example in opts.examples:
-        session.add_example(example)
-    repl = _Repl(session, ref, opts, settings, engine_factory, messages, stdout)
+    session = Session(settings, opts.load, engine_factory=engine_factory, notifier=messages)
     try:
+        chat = open_chat(session, opts)
+        repl = _Repl(chat, session, opts, messages, stdout)
         for path in opts.files:
             repl.command(Command("file", path))
         for path in opts.images:
             repl.command(Command("image", path))
         repl.loop()
     finally:
-        session.engine.close()
-
-
-def _sampling(opts: ChatOptions, temperature: float, repeat_penalty: float) -> SamplingConfig:
-    return SamplingConfig(temperature=opts.temperature if opts.temperature is not None else temperature,
-                          repeat_penalty=repeat_penalty)
-
-
-def _load(ref: ModelRef, opts: ChatOptions, settings: Settings, engine_factory: EngineFactory,
-          messages: Messages) -> Engine:
-    with messages.status(f"Loading {ref.name}…"):
-        return engine_factory(ref, engine_config(settings, ref, ctx=opts.ctx))
+        session.close()
 
 
 class _Repl:
-    def __init__(self, session: ChatSession, ref: ModelRef, opts: ChatOptions, settings: Settings,
-                 engine_factory: EngineFactory, messages: Messages, stdout: TextIO) -> None:
-        self.session, self.ref, self.opts, self.settings = session, ref, opts, settings
-        self.engine_factory, self.messages, self.stdout = engine_factory, messages, stdout
-        self.lines = _Lines(settings.paths.data_dir / "chat_history")
-        self.log = ConversationLog(settings.paths.log_file) if opts.log and settings.defaults.log else None
-        self.conversation_id = new_conversation_id()
+    def __init__(self, chat: ChatSession, session: Session, opts: ChatOptions, messages: Messages,
+                 stdout: TextIO) -> None:
+        self.chat, self.session, self.opts, self.messages, self.stdout = chat, session, opts, messages, stdout
+        self.lines = _Lines(session.settings.paths.data_dir / "chat_history")
+        self.log = ConversationLogger(session.settings, messages, log=opts.log)
         self.last: Answer | None = None
 
     def loop(self) -> None:
-        self.messages.line(f"askgpt chat with {self.ref.name}: /help for commands, Ctrl-D to leave.")
+        self.messages.line(f"askgpt chat with {self.session.ref.name}: /help for commands, Ctrl-D to leave.")
         while True:
             try:
                 typed = self.lines.question()
@@ -158,31 +118,26 @@ class _Repl:
         self.lines.save()
 
     def answer(self, text: str) -> None:
-        session = self.session
-        request = session.request(text)
-        if session.dropped_turns:
-            self.messages.warn(f"left out the {session.dropped_turns} oldest turn(s) to fit the context")
-        answer = session.ask(request)
+        chat = self.chat
+        request = chat.request(text)
+        if chat.dropped_turns:
+            self.messages.warn(f"left out the {chat.dropped_turns} oldest turn(s) to fit the context")
+        answer = chat.ask(request)
         self.last = answer
-        sink = make_sink(self.stdout, markdown=self.stdout.isatty())
+        # JSON goes out as it is, never rendered as Markdown.
+        sink = make_sink(self.stdout, markdown=self.stdout.isatty() and chat.schema is None)
         try:
             stream_answer(answer, sink, waiting=self.messages.status("Reading the prompt…"))
         except KeyboardInterrupt:  # stop this answer, keep the session
             self.stdout.write("\n")
             self.messages.line("(stopped)")
         finally:
-            session.finish(request, answer)
-            self._record(request, answer)
-
-    def _record(self, request: Request, answer: Answer) -> None:
-        if self.log is None or answer.stats is None:
-            return
-        cfg = self.session.config
-        try:
-            self.log.record(exchange_of(self.conversation_id, self.ref, request, answer,
-                                        options={"temperature": cfg.sampling.temperature, "chat": True}))
-        except (LogError, OSError) as exc:
-            self.messages.warn(f"{getattr(exc, 'message', exc)}; this turn was not logged")
+            chat.finish(request, answer)
+            self.log.record_turn(self.session.ref, request, answer, chat.config)
+        if self.opts.stats and answer.stats is not None:
+            self._stats("")
+        if chat.schema is not None and answer.stats is not None:
+            check_json(answer.emitted)  # a cut-off object is an error line, and the session goes on
 
     def command(self, command: Command) -> None:
         handlers: dict[str, Callable[[str], None]] = {
@@ -194,45 +149,42 @@ class _Repl:
 
     def _file(self, path: str) -> None:
         document = read_document(path)
-        self.session.documents.append(document)
+        self.chat.documents.append(document)
         self.messages.line(f"attached {document.source} to the next question")
 
     def _image(self, path: str) -> None:
-        step = VisionStep(AskOptions(images=(path,)), self.settings, self.messages, None)
-        self.session.images.extend(step.blocks(self.session.engine, self.ref))
+        step = VisionStep(AskOptions(images=(path,)), self.session, None)
+        self.chat.images.extend(step.blocks())
         self.messages.line(f"attached {path} to the next question")
 
     def _system(self, text: str) -> None:
-        self.session.system = text or None
+        self.chat.system = text or None
         self.messages.line("system prompt set" if text else "no system prompt")
 
     def _example(self, text: str) -> None:
-        example = self.session.add_example(text)
+        example = self.chat.add_example(text)
         self.messages.line(f"example added: {example.input} => {example.output}")
 
     def _clear(self, _: str) -> None:
-        self.session.clear()
-        self.conversation_id = new_conversation_id()
+        self.chat.clear()
+        self.log.new_conversation()
         self.messages.line("conversation cleared")
 
     def _save(self, path: str) -> None:
         target = Path(path).expanduser()
         with atomic_write(target) as fh:
-            fh.write(self.session.markdown().encode("utf-8"))
-        self.messages.line(f"saved {len(self.session.history)} turn(s) to {target}")
+            fh.write(self.chat.markdown().encode("utf-8"))
+        self.messages.line(f"saved {len(self.chat.history)} turn(s) to {target}")
 
     def _stats(self, _: str) -> None:
-        info = self.session.engine.info
+        info = self.chat.engine.info
         if self.last is not None and self.last.stats is not None:
             self.messages.line(format_stats(self.last.stats, load_seconds=0.0, kv_bytes=info.kv_bytes))
-        self.messages.line(f"model {self.ref.name} | context {info.n_ctx} tokens | "
-                           f"{len(self.session.history)} turn(s) in this conversation")
+        self.messages.line(f"model {self.session.ref.name} | context {info.n_ctx} tokens | "
+                           f"{len(self.chat.history)} turn(s) in this conversation")
 
     def _model(self, name: str) -> None:
-        ref = model_ref(self.settings, name, self.opts.endpoint)
         started = time.perf_counter()
-        engine = _load(ref, self.opts, self.settings, self.engine_factory, self.messages)
-        self.session.engine.close()
-        self.session.use_engine(engine)
-        self.ref = ref
-        self.messages.line(f"now {ref.name} (loaded in {time.perf_counter() - started:.2f}s)")
+        self.session.switch(name)
+        self.chat.use_engine(self.session.engine)
+        self.messages.line(f"now {self.session.ref.name} (loaded in {time.perf_counter() - started:.2f}s)")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from askgpt import __version__
 from askgpt.cli.app import create_app
-from askgpt.cli.render import make_sink, stream_answer
+from askgpt.cli.terminal.render import make_sink, stream_answer
 from askgpt.runtime.errors import ModelLoadError
 
 

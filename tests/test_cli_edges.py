@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from askgpt import __version__
 from askgpt.cli.app import create_app
-from askgpt.cli.render import format_error
+from askgpt.cli.terminal.render import format_error
 from askgpt.runtime.documents.inputs import image_format
 from askgpt.runtime.errors import ExitCode, UsageError
 from askgpt.runtime.store.settings import context_size

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from terminal import run_in_pty
 
-from askgpt.cli.markdown_stream import StreamingMarkdown, live_tail, stable_split
+from askgpt.cli.terminal.markdown_stream import StreamingMarkdown, live_tail, stable_split
 from conftest import ASKGPT_BIN, REPO, run_askgpt
 
 SCRIPTED_CLI = str(REPO / "tests" / "scripted_cli.py")
@@ -269,6 +269,6 @@ def test_draws_take_at_most_their_budget_of_the_time_and_never_stop_for_long() -
             sink.write(f"word{i} ")
             now[0] += 0.01
         sink.finish()
-        gaps = [b - a for a, b in zip(draws, draws[1:])]
+        gaps = [b - a for a, b in zip(draws, draws[1:], strict=False)]
         assert len(gaps) >= 3
         assert all(want_gap - 0.011 <= gap <= want_gap + 0.011 for gap in gaps), (draw_cost, gaps)

@@ -134,7 +134,7 @@ def calibration_reader(calibration: list[np.ndarray]) -> Any:
 def quantize_int8(fp32: Path, out: Path, calibration: list[np.ndarray]) -> None:
     """A static int8 variant (QDQ, per-channel weights, the stem in fp32), calibrated
     on preprocessed (3, 224, 224) images, written atomically. benchmarks/vision.py
-    measures it against fp32; askgpt uses fp32 by default (see README, "Images")."""
+    measures it against fp32; askgpt uses fp32 by default (see docs/images.md)."""
     import tempfile
 
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static

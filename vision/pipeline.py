@@ -16,36 +16,25 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from askgpt.runtime.choices import E, choice
 from askgpt.runtime.engine.base import EmbeddingRows, PromptPart
+from askgpt.runtime.engine.capabilities import ImageUrls, VisionProjector
 from askgpt.runtime.errors import UsageError
+from askgpt.runtime.prompting.image_options import ImageMode, OcrMode
 from askgpt.runtime.prompting.request import ImageBlock
 from askgpt.vision.clip import MIN_TAG_SCORE
 from askgpt.vision.encoder import ImageFeatures
 from askgpt.vision.images import LoadedImage, data_url, load_image
-
-
-class OcrMode(str, Enum):
-    AUTO = "auto"  # recognise text where the detector finds some; confident lines only
-    ON = "on"  # also report lines the recogniser is less sure of
-    OFF = "off"
-
-
-class ImageMode(str, Enum):
-    TEXT = "text"  # the image's text block only
-    EMBED = "embed"  # the labels as embedding rows instead of words (OCR text stays text)
-    BOTH = "both"
-
 
 # Guesses below this are noise (a screenshot or a page is no ImageNet class) and
 # mislead a small model more than they help.
 MIN_LABEL_SCORE = 0.10
 MIN_LABEL_SCORE_WITH_TEXT = 0.50
 
-# Chosen from benchmarks/vision.py on the built-in model (see README, "Images").
+# Chosen from benchmarks/vision.py on the built-in model (see docs/images.md).
 DEFAULT_IMAGE_MODE = ImageMode.TEXT
 
 
@@ -80,12 +69,8 @@ class ImageReport:
     rows: int
 
 
-def parse_mode(value: str, kind: type[Enum], option: str) -> Enum:
-    try:
-        return kind(value.lower())
-    except ValueError:
-        choices = "|".join(m.value for m in kind)  # type: ignore[attr-defined]
-        raise UsageError(f"{option} must be one of {choices}, not {value!r}") from None
+def parse_mode(value: str, kind: type[E], option: str) -> E:
+    return choice(kind, value, option)
 
 
 def describe(image: LoadedImage, labels: ImageFeatures | None, text: ImageFeatures | None,
@@ -248,14 +233,13 @@ def target_model(engine: Any, model_path: Path, mmproj: Path | None, *, threads:
     (llama.cpp's mtmd, through the engine) makes the rows."""
     native = None
     if mmproj is not None:
-        open_vision = getattr(engine, "open_vision", None)
-        if open_vision is None:
+        if not isinstance(engine, VisionProjector):
             raise UsageError("this engine cannot run a vision projector (--mmproj)")
-        vision = open_vision(mmproj, threads=threads)
+        vision = engine.open_vision(mmproj, threads=threads)
         native = lambda image: vision.segments(image.pixels)  # noqa: E731
     return TargetModel(model_path, engine.info.n_embd,
                        lambda text: engine.tokenize(text, add_bos=False, special=False), native,
-                       data_urls=bool(getattr(engine, "accepts_image_urls", False)))
+                       data_urls=isinstance(engine, ImageUrls) and engine.accepts_image_urls)
 
 
 def load_images(paths: Sequence[str], stdin_image: bytes | None) -> list[LoadedImage]:

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from askgpt.cli.terminal.text import neutralize
+
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
     from rich.live import Live
@@ -249,8 +251,6 @@ class StreamingMarkdown:
 
     def __init__(self, console: Console, *, min_interval: float = 0.25, budget: float = 0.02,
                  max_interval: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        from askgpt.cli.render import neutralize
-
         self._console = console
         self._min_interval = min_interval
         self._budget = budget

@@ -1,36 +1,48 @@
-"""`askgpt logs`: the conversation log (runtime.store.log), listed, searched and shown."""
+"""`askgpt logs [show|path]`: the conversation log (runtime.store.log), listed, searched and shown."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import sys
+from typing import TYPE_CHECKING, Annotated
 
-from askgpt.cli.render import neutralize
-from askgpt.conversation import turns_of
-from askgpt.runtime.errors import InputNotFoundError
-from askgpt.runtime.prompting.request import Turn
-from askgpt.runtime.store.log import ConversationLog, Exchange
-from askgpt.runtime.store.settings import Settings
+import typer
 
+from askgpt.cli.boundary import Commands
+from askgpt.cli.state import state
+from askgpt.cli.terminal.text import neutralize
 
-def _when(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+if TYPE_CHECKING:
+    from askgpt.runtime.prompting.request import Turn
+    from askgpt.runtime.store.log import ConversationLog, Exchange
 
-
-def _one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+app = Commands(help="The conversation log: every exchange, kept in SQLite in the data folder.", no_args_is_help=False)
 
 
-def run_list(settings: Settings, *, limit: int, query: str | None, conversation: str | None,
-             as_json: bool) -> None:
-    log = ConversationLog(settings.paths.log_file)
-    found = log.recent(limit=limit, query=query, conversation=conversation)
+@app.callback(invoke_without_command=True)
+def logs_list(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Option("-n", "--count", min=1, metavar="N", help="How many.")] = 10,
+    query: Annotated[str | None, typer.Option("-q", "--query", metavar="TEXT",
+                                              help="Only exchanges whose prompt or answer has these words.",
+                                              show_default=False)] = None,
+    cid: Annotated[str | None, typer.Option("--cid", metavar="ID", help="Only this conversation.",
+                                            show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON.")] = False,
+) -> None:
+    """List recent exchanges, newest first (`askgpt logs show ID` for one whole)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from askgpt.runtime.errors import InputNotFoundError
+    from askgpt.runtime.store.log import ConversationLog
+
+    log = ConversationLog(state(ctx).settings.paths.log_file)
+    found = log.recent(limit=count, query=query, conversation=cid)
     # As `askgpt --cid` says: an ID that is not in the log is an error (a search that finds
     # nothing in one that is, is not).
-    if conversation and not found and not log.conversation(conversation):
-        raise InputNotFoundError(f"no conversation {conversation!r} in the log", hint="askgpt logs lists them")
+    if cid and not found and not log.conversation(cid):
+        raise InputNotFoundError(f"no conversation {cid!r} in the log", hint="askgpt logs lists them")
     if as_json:
         json.dump([e.to_json() for e in found], sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -41,8 +53,17 @@ def run_list(settings: Settings, *, limit: int, query: str | None, conversation:
         print(neutralize(line) if sys.stdout.isatty() else line)
 
 
-def run_show(settings: Settings, exchange_id: int, *, as_json: bool) -> None:
-    log = ConversationLog(settings.paths.log_file)
+@app.command("show")
+def logs_show(
+    ctx: typer.Context,
+    exchange_id: Annotated[int, typer.Argument(metavar="ID", help="An exchange's number.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """One exchange whole: prompt, system prompt, examples, attachments, options, answer, timings."""
+    from askgpt.runtime.errors import InputNotFoundError
+    from askgpt.runtime.store.log import ConversationLog
+
+    log = ConversationLog(state(ctx).settings.paths.log_file)
     found = log.get(exchange_id)
     if found is None:
         raise InputNotFoundError(f"no exchange {exchange_id} in the log", hint="askgpt logs lists them")
@@ -57,9 +78,26 @@ def run_show(settings: Settings, exchange_id: int, *, as_json: bool) -> None:
     print(neutralize(text) if sys.stdout.isatty() else text)
 
 
+@app.command("path")
+def logs_path(ctx: typer.Context) -> None:
+    """Where the log database is."""
+    typer.echo(str(state(ctx).settings.paths.log_file))
+
+
+def _when(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
 def replayed_turns(log: ConversationLog, e: Exchange) -> tuple[Turn, ...]:
     """The earlier turns the model got with ``e`` (-c/--cid), as it got them: the latest
     ``replayed_turns`` (an option recorded since askgpt logged it) of its conversation."""
+    from askgpt.conversation import turns_of
+
     count = e.options.get("replayed_turns")
     if not isinstance(count, int) or count <= 0:
         return ()

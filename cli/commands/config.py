@@ -2,27 +2,77 @@
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated
 
-from askgpt.cli.render import Messages, print_result
-from askgpt.runtime.errors import UsageError
-from askgpt.runtime.store.config_file import edit_config, effective, set_value, unset_value
-from askgpt.runtime.store.settings import SECRET_KEYS, Paths, toml_value, value_problem
+import typer
+
+from askgpt.cli.boundary import Commands
+from askgpt.cli.options import JsonOpt
+from askgpt.cli.state import state
+from askgpt.cli.terminal.render import Messages, print_result
+from askgpt.runtime.store.settings import Paths
+
+app = Commands(help="The config file: where it is, every effective value, and changes to it.")
 
 
-def run_show(paths: Paths, env: dict[str, str], *, as_json: bool, messages: Messages | None = None) -> None:
+@app.command("path")
+def config_path(ctx: typer.Context) -> None:
+    """Where the config file is (it need not exist)."""
+    typer.echo(str(state(ctx).paths.config_file))
+
+
+@app.command("show")
+def config_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Every key's effective value and where it comes from: environment, config file or default."""
+    run = state(ctx)
+    show(run.paths, dict(run.env), as_json=as_json)
+
+
+# A VALUE such as -5 is a value to check, not an unknown option.
+@app.command("set", context_settings={"ignore_unknown_options": True})
+def config_set(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="A config key (askgpt config show lists them).")],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="Its new value, checked before it is written.")],
+) -> None:
+    """Set KEY to VALUE in the config file."""
+    from askgpt.runtime.store.config_file import set_value
+
+    changed = set_value(state(ctx).paths, key, value)
+    messages = Messages(sys.stderr, quiet=False)
+    for line in changed.remaining:
+        messages.warn(f"the file still has a problem: {line}")
+    typer.echo(changed.line())
+
+
+@app.command("unset")
+def config_unset(ctx: typer.Context, key: Annotated[str, typer.Argument(metavar="KEY", help="A config key.")]) -> None:
+    """Remove KEY from the config file (its default applies again)."""
+    from askgpt.runtime.store.config_file import unset_value
+
+    typer.echo(f"removed {key}" if unset_value(state(ctx).paths, key) else f"{key} was not set")
+
+
+@app.command("edit")
+def config_edit(ctx: typer.Context) -> None:
+    """Open the config file in $VISUAL or $EDITOR, then check it."""
+    run = state(ctx)
+    edit(run.paths, dict(run.env))
+
+
+def show(paths: Paths, env: dict[str, str], *, as_json: bool, messages: Messages | None = None) -> None:
     """Every key as TOML would write it. A broken file is reported on stderr (what and where)
     and its bad values are shown as what applies instead; the command still succeeds."""
-    rows, state = effective(paths, env)
+    from askgpt.runtime.store.config_file import effective
+    from askgpt.runtime.store.settings import SECRET_KEYS, toml_value
+
+    rows, found = effective(paths, env)
     messages = messages or Messages(sys.stderr, quiet=False)
-    for line in state.messages():
-        messages.warn(f"{line}; {'the file is' if state.syntax_error else 'that value is'} not used")
+    for line in found.messages():
+        messages.warn(f"{line}; {'the file is' if found.syntax_error else 'that value is'} not used")
     data = {r.key: {"value": r.value, "source": r.source} for r in rows}
     width = max(len(r.key) for r in rows)
     shown = {r.key: "(not set)" if r.value is None else str(r.value) if r.key in SECRET_KEYS else toml_value(r.value)
@@ -32,22 +82,16 @@ def run_show(paths: Paths, env: dict[str, str], *, as_json: bool, messages: Mess
     print_result(data, f"# {paths.config_file}\n{text}", as_json=as_json)
 
 
-def run_set(paths: Paths, key: str, value: str, messages: Messages | None = None) -> str:
-    changed = set_value(paths, key, value)
-    messages = messages or Messages(sys.stderr, quiet=False)
-    for line in changed.remaining:
-        messages.warn(f"the file still has a problem: {line}")
-    return changed.line()
-
-
-def run_unset(paths: Paths, key: str) -> str:
-    return f"removed {key}" if unset_value(paths, key) else f"{key} was not set"
-
-
-def run_edit(paths: Paths, env: dict[str, str], messages: Messages | None = None) -> None:
+def edit(paths: Paths, env: Mapping[str, str], messages: Messages | None = None) -> None:
     """Open a copy of the file in $VISUAL / $EDITOR (vi otherwise); a valid result replaces
     the file. An invalid one does only if the user says so at a terminal; otherwise the
     last valid file stays and the edit is kept beside it (exit 2)."""
+    import shlex
+    import subprocess
+
+    from askgpt.runtime.errors import UsageError
+    from askgpt.runtime.store.config_file import edit_config
+
     editor = env.get("VISUAL") or env.get("EDITOR") or "vi"
     messages = messages or Messages(sys.stderr, quiet=False)
 
@@ -80,24 +124,3 @@ def run_edit(paths: Paths, env: dict[str, str], messages: Messages | None = None
         # already read back: say so rather than let a later save go nowhere.
         messages.warn("the editor returned without a change; nothing was saved (an editor that returns "
                       "at once needs its wait flag, e.g. EDITOR='code --wait')")
-
-
-T = TypeVar("T")
-
-
-def checked_option(key: str) -> Callable[[T | None], T | None]:
-    """A typer callback checking an option against config key ``key``'s entry in the one
-    table (settings.KEYS): ``-t nan``, ``-t inf`` and out-of-range values are refused as
-    they are in the config file."""
-    import typer
-
-    def check(value: T | None) -> T | None:
-        if value is not None and (problem := value_problem(key, value)) is not None:
-            raise typer.BadParameter(f"{problem}, not {toml_value(value)}")
-        return value
-
-    return check
-
-
-def environ() -> dict[str, str]:
-    return dict(os.environ)
