@@ -12,7 +12,7 @@ __all__ = ["Assistant", "Chat", "Response", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in {"Assistant", "Chat", "Response"}:
-        from askgpt.runtime import assistant
+        from askgpt import assistant
 
         return getattr(assistant, name)
     raise AttributeError(f"module 'askgpt' has no attribute {name!r}")

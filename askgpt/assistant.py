@@ -15,102 +15,38 @@
         chat.ask("My name is Ada.").text()
         chat.ask("What is my name?").text()     # the earlier turn is in the model's context
 
-`askgpt ask` is a thin layer over the same object: it builds an `Assistant` from
-its options, loads the model through it, encodes images with `image_blocks` and
-answers with `respond`, the method `ask` itself ends in; the chat commands share
-the `ChatSession` that `chat` wraps. Errors are the typed `AskgptError`s of
+`ask` goes through the same `Session` as `askgpt ask` (askgpt.session): the same
+option checks, image reading, long-document strategies, and the same conversation
+log (``log=False``, or the config's ``log = false``, turns it off as --no-log does).
+What the CLI would warn about is kept on `Response.warnings`. `chat` wraps the
+`ChatSession` that `askgpt chat` uses. Errors are the typed `AskgptError`s of
 runtime.errors. Nothing is printed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from askgpt.chat_session import ChatSession
+from askgpt.response import Response
 from askgpt.runtime.documents.inputs import load_examples, read_document
-from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, LongContextReport, Progress, Strategy
+from askgpt.runtime.documents.strategies import LongContextConfig, Progress
 from askgpt.runtime.engine.base import Engine, EngineConfig
 from askgpt.runtime.engine.kinds import EngineFactory
-from askgpt.runtime.engine.sampling import SamplingConfig
-from askgpt.runtime.errors import UsageError
-from askgpt.runtime.icl.answers import LabelAnswer, ServedLabelAnswer
-from askgpt.runtime.icl.labels import LabelScores
-from askgpt.runtime.icl.options import IclOptions, label_answer, plan_request
 from askgpt.runtime.icl.selection import Select
-from askgpt.runtime.models.registry import ModelRef, find_mmproj
-from askgpt.runtime.prompting.generate import Answer, GenerationConfig, Stats
+from askgpt.runtime.models.registry import ModelRef
+from askgpt.runtime.prompting.generate import GenerationConfig
 from askgpt.runtime.prompting.request import Example, ImageBlock, Request, parse_example
-from askgpt.runtime.prompting.structured import check_json, constrain, load_schema
-from askgpt.runtime.store.settings import Settings, context_size, engine_config, load_settings, model_ref, system_prompt
+from askgpt.runtime.store.settings import Settings, generation_config, load_settings, system_prompt
+from askgpt.session import AskOptions, LoadOptions, Quiet, Session
 
 if TYPE_CHECKING:
     from askgpt.vision.images import LoadedImage
     from askgpt.vision.pipeline import ImageReport, VisionConfig
 
-
-class Response:
-    """One answer: iterate for the text as it is generated (once), or call `text()`."""
-
-    def __init__(self, answer: Answer, *, on_done: Any = None, report: LongContextReport | None = None) -> None:
-        self._answer = answer
-        self.report = report  # what a long-document strategy did (None: the documents fitted)
-        self._pieces: list[str] = []
-        self._done = False
-        self._on_done = on_done
-
-    def __iter__(self) -> Iterator[str]:
-        if self._done:
-            yield from self._pieces
-            return
-        try:
-            for piece in self._answer:
-                self._pieces.append(piece)
-                yield piece
-        finally:
-            self._done = True
-            if self._on_done is not None:
-                self._on_done(self._answer)
-
-    def text(self) -> str:
-        for _ in self:
-            pass
-        return "".join(self._pieces)
-
-    def json(self) -> Any:
-        """The answer parsed as JSON (`StructuredOutputError` if it is not)."""
-        return check_json(self.text())
-
-    @property
-    def usage(self) -> Stats | None:
-        """Token counts, timings and why generation stopped; None until it has ended."""
-        return self._answer.stats
-
-    @property
-    def answer(self) -> Answer:
-        """The runtime's streamed answer underneath (for logging and rendering)."""
-        return self._answer
-
-    @property
-    def labels(self) -> tuple[str, ...] | None:
-        """The labels the answer was restricted to (``labels=``), None for a free answer."""
-        return self._answer.labels if isinstance(self._answer, LabelAnswer | ServedLabelAnswer) else None
-
-    @property
-    def scores(self) -> LabelScores | None:
-        """Each label's score, once the answer is read (``labels=`` on a local model)."""
-        return self._answer.scores if isinstance(self._answer, LabelAnswer | ServedLabelAnswer) else None
-
-    @property
-    def note(self) -> str | None:
-        """What a user should be told about how the answer was made: a served model's labels
-        come from a grammar, not from log-probabilities."""
-        return self._answer.note if isinstance(self._answer, ServedLabelAnswer) else None
-
-    def __str__(self) -> str:
-        return self.text()
-
+__all__ = ["Assistant", "Chat", "Response"]
 
 Schema = dict[str, Any] | str
 
@@ -120,147 +56,91 @@ class Assistant:
     use ``with``) to free its memory."""
 
     def __init__(self, model: str | None = None, *, endpoint: str | None = None, ctx: int | None = None,
-                 settings: Settings | None = None, engine_factory: EngineFactory | None = None,
+                 log: bool = True, settings: Settings | None = None, engine_factory: EngineFactory | None = None,
                  ref: ModelRef | None = None, load: EngineConfig | None = None) -> None:
-        """``model``/``endpoint`` name the model as -m/--endpoint do; ``ref`` and ``load``
-        (the CLI's) give it already resolved, with every load setting."""
+        """``model``/``endpoint`` name the model as -m/--endpoint do; ``log=False`` keeps
+        this assistant's exchanges out of the conversation log (as --no-log); ``ref`` and
+        ``load`` give the model already resolved, with every load setting."""
         import os
 
-        if ctx is not None:
-            context_size(ctx, what="ctx")  # 0, or at least 256: checked before anything loads
         self._settings = settings or load_settings(os.environ)
-        self._ref: ModelRef = ref or model_ref(self._settings, model, endpoint)
-        self._load = load or engine_config(self._settings, self._ref, ctx=ctx)
-        self._factory = engine_factory
-        self._engine: Engine | None = None
+        self._log = log
+        self._session = Session(self._settings, LoadOptions(model=model, endpoint=endpoint, ctx=ctx),
+                                engine_factory=engine_factory, ref=ref, config=load)
 
     @property
     def engine(self) -> Engine:
         """The loaded model (loaded now, on first use)."""
-        if self._engine is None:
-            factory = self._factory
-            if factory is None:
-                from askgpt.runtime.engine.kinds import load_engine
-
-                factory = load_engine
-            self._engine = factory(self._ref, self._load)
-        return self._engine
+        return self._session.engine
 
     def ask(self, prompt: str, *, images: Sequence[str] = (), files: Sequence[str] = (),
             examples: Sequence[str | tuple[str, str]] | str = (), system: str | None = None,
             schema: Schema | None = None, max_tokens: int | None = None, temperature: float | None = None,
             strategy: str = "auto", labels: Sequence[str] | str | None = None, calibrate: bool = False,
-            shots: int | None = None, select: str | Select | None = None, seed: int | None = None) -> Response:
+            shots: int | None = None, select: str | Select | None = None, seed: int | None = None,
+            template: str | None = None) -> Response:
         """Ask one question. ``files`` are documents (longer ones go through ``strategy``,
         as `askgpt --strategy`); ``examples`` are "IN => OUT" strings or (in, out) pairs, or
         the path of a JSONL file of them; ``schema`` constrains the answer to JSON (a dict, a
-        JSON schema or shorthand text).
+        JSON schema or shorthand text); ``template`` is a saved template's name (as -T).
 
         In-context learning, as `askgpt --labels/--calibrate/--shots/--select/--seed`:
         ``labels`` (a list, "A,B", or "auto" for the examples' outputs) restricts the answer
         to one label, chosen by the model's log-probabilities (`Response.scores`);
         ``calibrate`` corrects them with content-free inputs; ``shots`` draws that many of the
         examples per question by ``select`` (random|similar|diverse), repeatable by ``seed``."""
-        icl = IclOptions.of(labels=labels, calibrate=calibrate, shots=shots, select=select, seed=seed).check()
-        if icl.labels is not None and schema is not None:
-            raise UsageError("labels answer with a label; they do not go with schema")
-        request = Request(prompt, documents=tuple(read_document(f) for f in files),
-                          system=self._system(system), examples=_examples(examples))
-        chosen = plan_request(request, icl)
-        request = chosen.request
-        if chosen.labels is not None:
-            if images:
-                from askgpt.vision.pipeline import load_images
-
-                request = replace(request, images=self.image_blocks(load_images(images, None))[0])
-            return self.choose(request, chosen.labels, calibrate=calibrate,
-                               config=self._config(max_tokens, temperature))
-        request, config = self._structured(request, self._config(max_tokens, temperature), schema)
-        if images:
-            from askgpt.vision.pipeline import load_images
-
-            blocks, _reports = self.image_blocks(load_images(images, None))
-            request = replace(request, images=blocks)
+        notes = Quiet()
+        self._session.notifier = notes
+        opts = AskOptions(
+            prompt_words=(prompt,), files=tuple(files), images=tuple(images), system=system,
+            examples_file=examples if isinstance(examples, str) else None,
+            example_values=() if isinstance(examples, str) else _examples(examples),
+            schema=None if schema is None else schema if isinstance(schema, str) else json.dumps(schema),
+            max_tokens=max_tokens, temperature=temperature, strategy=strategy,
+            labels=labels if labels is None or isinstance(labels, str) else tuple(labels), calibrate=calibrate,
+            shots=shots, select=select.value if isinstance(select, Select) else select, seed=seed,
+            template=template, log=self._log)
+        question = self._session.question(opts)
         try:
-            chosen = Strategy(strategy)
-        except ValueError:
-            raise UsageError(f"strategy must be one of {', '.join(s.value for s in Strategy)}") from None
-        return self.respond(request, config, LongContextConfig(strategy=chosen))
+            response = question.answer()
+        finally:
+            question.close()
+        response.warnings = notes.warnings
+        return response
 
     def respond(self, request: Request, config: GenerationConfig, long_context: LongContextConfig | None = None,
                 *, progress: Progress | None = None) -> Response:
         """Answer a built `Request` (documents longer than the model reads well go through
-        the long-document strategies); what `ask` and `askgpt ask` both end in."""
-        context = LongContext(self.engine, long_context or LongContextConfig(), progress=progress)
-        answer, report = context.answer(request, config)
-        return Response(answer, report=report)
+        the long-document strategies); not logged."""
+        return self._session.respond(request, config, long_context, progress=progress)
 
     def choose(self, request: Request, labels: Sequence[str], *, calibrate: bool = False,
                config: GenerationConfig | None = None) -> Response:
-        """Answer a built `Request` with one of ``labels`` (what `ask(labels=...)` and
-        `askgpt --labels` end in): by the labels' log-probabilities, or for a served model
-        by a grammar (`Response.note` says so)."""
-        return Response(label_answer(self.engine, request, labels, config, calibrate=calibrate))
+        """Answer a built `Request` with one of ``labels``: by the labels' log-probabilities,
+        or for a served model by a grammar (`Response.note` says so); not logged."""
+        return self._session.choose(request, labels, calibrate=calibrate, config=config)
 
     def image_blocks(self, images: Sequence[LoadedImage], vision: VisionConfig | None = None, *,
-                     mmproj: str | None = None, notify: Callable[[str], None] | None = None,
-                     ) -> tuple[tuple[ImageBlock, ...], list[ImageReport]]:
-        """Images as this model gets them (`image_blocks`)."""
-        return image_blocks(self.engine, self._ref, self._settings, images, vision, mmproj=mmproj, notify=notify)
+                     mmproj: str | None = None) -> tuple[tuple[ImageBlock, ...], list[ImageReport]]:
+        """Images as this model gets them (`Session.image_blocks`)."""
+        return self._session.image_blocks(images, vision, mmproj=mmproj)
 
     def chat(self, *, system: str | None = None, examples: Sequence[str | tuple[str, str]] = (),
              max_tokens: int | None = None, temperature: float | None = None) -> Chat:
         """A conversation: each `Chat.ask` sees the earlier turns (kept in the model's cache)."""
-        session = ChatSession(self.engine, self._config(max_tokens, temperature), system=self._system(system),
+        config = generation_config(self._settings, max_tokens=max_tokens, temperature=temperature)
+        session = ChatSession(self.engine, config, system=system_prompt(self._settings, system),
                               examples=list(_examples(examples)))
         return Chat(session)
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        self._session.close()
 
     def __enter__(self) -> Assistant:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _system(self, system: str | None) -> str | None:
-        return system_prompt(self._settings, system)
-
-    def _config(self, max_tokens: int | None, temperature: float | None) -> GenerationConfig:
-        d = self._settings.defaults
-        return GenerationConfig(max_tokens or d.max_tokens, SamplingConfig(
-            temperature=d.temperature if temperature is None else temperature, repeat_penalty=d.repeat_penalty))
-
-    @staticmethod
-    def _structured(request: Request, config: GenerationConfig,
-                    schema: Schema | None) -> tuple[Request, GenerationConfig]:
-        if schema is None:
-            return request, config
-        import json
-
-        return constrain(request, config, load_schema(schema if isinstance(schema, str) else json.dumps(schema)))
-
-def image_blocks(engine: Engine, ref: ModelRef, settings: Settings, images: Sequence[LoadedImage],
-                 vision: VisionConfig | None = None, *, mmproj: str | None = None,
-                 notify: Callable[[str], None] | None = None) -> tuple[tuple[ImageBlock, ...], list[ImageReport]]:
-    """Images as ``engine``'s model gets them: through its own vision projector (``mmproj``,
-    else the one registered with it or beside it), else the chosen image encoder."""
-    from askgpt.vision.pipeline import ImagePipeline, VisionConfig, target_model
-
-    config = vision or VisionConfig(encoder=settings.defaults.encoder)
-    projector = find_mmproj(ref, mmproj)
-    if projector is not None and ref.endpoint is None and hasattr(engine, "open_vision"):
-        from askgpt.runtime.engine.guard import ensure_projector_loads_safely
-
-        # mtmd reads the projector in this process: its first use is tried in a child first.
-        ensure_projector_loads_safely(projector, ref.path, settings.paths.cache_dir)
-    target = target_model(engine, ref.path, projector, threads=config.threads)
-    pipeline = ImagePipeline(config, settings.paths.cache_dir, notify=notify, data_dir=settings.paths.data_dir)
-    blocks, reports = pipeline.encode(images, target)
-    return tuple(blocks), reports
 
 
 class Chat:

@@ -12,7 +12,9 @@ Lines starting with "/" are commands; `parse_line` turns them into `Command`s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from askgpt.conversation import fit_history
 from askgpt.runtime.documents.strategies import LongContext, LongContextConfig
@@ -20,6 +22,7 @@ from askgpt.runtime.engine.base import Engine
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.prompting.generate import Answer, GenerationConfig
 from askgpt.runtime.prompting.request import Document, Example, ImageBlock, Request, Turn, parse_example
+from askgpt.runtime.prompting.structured import constrain
 
 COMMANDS = {
     "image": "PATH    attach an image to the next question",
@@ -75,8 +78,12 @@ class ChatSession:
     documents: list[Document] = field(default_factory=list)  # for the next question
     images: list[ImageBlock] = field(default_factory=list)
     dropped_turns: int = 0  # oldest turns left out of the last prompt to fit the window
+    schema: dict[str, Any] | None = None  # --json/--schema: every answer is JSON matching it
+    instruction: Callable[[str], str] | None = None  # -T: a template's wording around each question
 
     def request(self, text: str) -> Request:
+        if self.instruction is not None:
+            text = self.instruction(text)
         request = Request(text, documents=tuple(self.documents), system=self.system,
                           examples=tuple(self.examples), images=tuple(self.images), history=tuple(self.history))
         fitted, self.dropped_turns = fit_history(self.engine, request)
@@ -85,7 +92,10 @@ class ChatSession:
     def ask(self, request: Request) -> Answer:
         """Documents longer than the model reads well go through the long-document
         strategies (runtime.documents.strategies), as on the one-shot path."""
-        answer, _report = LongContext(self.engine, LongContextConfig()).answer(request, self.config)
+        config = self.config
+        if self.schema is not None:
+            request, config = constrain(request, config, self.schema)
+        answer, _report = LongContext(self.engine, LongContextConfig()).answer(request, config)
         return answer
 
     def finish(self, request: Request, answer: Answer) -> None:

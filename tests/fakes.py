@@ -27,6 +27,7 @@ class ScriptedEngine:
     # Called before yielding token i; may raise (e.g. KeyboardInterrupt) to simulate events.
     on_token: Callable[[int], None] | None = None
     prompts: list[str] = field(default_factory=list)
+    samplings: list[SamplingConfig] = field(default_factory=list)  # how each prompt was to be sampled
     closed: bool = False
 
     @property
@@ -49,6 +50,7 @@ class ScriptedEngine:
     def generate(self, prompt: Sequence[PromptPart], sampling: SamplingConfig) -> Generator[int, None, None]:
         ids = [t for p in prompt if isinstance(p, TokenIds) for t in p.ids]
         self.prompts.append(bytes(ids).decode("utf-8"))
+        self.samplings.append(sampling)
         for i, byte in enumerate(self.answer.encode("utf-8")):
             if self.on_token is not None:
                 self.on_token(i)

@@ -66,22 +66,59 @@ def test_chat_keeps_turns_and_errors_are_typed() -> None:
         Assistant(model="/no/such/model.gguf")
 
 
-def test_the_cli_answers_through_the_assistant(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`askgpt ask` is a thin layer over the API's object: it answers with Assistant.respond."""
+def test_the_cli_and_the_api_answer_through_one_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`askgpt ask` and `Assistant.ask` both answer with Session.respond (askgpt.session)."""
     from typer.testing import CliRunner
 
-    from askgpt.assistant import Assistant as Api
     from askgpt.cli.app import create_app
+    from askgpt.session import Session
 
     calls: list[str] = []
-    real = Api.respond
+    real = Session.respond
 
-    def spy(self: Api, request, config, long_context=None, *, progress=None):  # type: ignore[no-untyped-def]
+    def spy(self: Session, request, config, long_context=None, *, progress=None):  # type: ignore[no-untyped-def]
         calls.append(request.instruction)
         return real(self, request, config, long_context, progress=progress)
 
-    monkeypatch.setattr(Api, "respond", spy)
+    monkeypatch.setattr(Session, "respond", spy)
     factory = ScriptedFactory(ScriptedEngine(answer="Paris"))
     result = CliRunner().invoke(create_app(factory), ["What is the capital of France?"], catch_exceptions=False)
     assert result.exit_code == 0 and "Paris" in result.stdout
-    assert calls == ["What is the capital of France?"] and factory.engine.closed
+    with Assistant(engine_factory=ScriptedFactory(ScriptedEngine(answer="Rome"))) as api:
+        assert api.ask("And of Italy?").text() == "Rome"
+    assert calls == ["What is the capital of France?", "And of Italy?"] and factory.engine.closed
+
+
+def _logged(log_file: Path) -> list[tuple[str, str]]:
+    from askgpt.runtime.store.log import ConversationLog
+
+    return [(e.prompt, e.answer) for e in ConversationLog(log_file).recent(limit=100)]
+
+
+def test_the_api_logs_like_the_cli_and_log_false_turns_it_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session owns the conversation log: an `Assistant` answer is logged as `askgpt ask`'s
+    is, `log=False` is --no-log, and the config's ``log = false`` turns both off."""
+    from askgpt.runtime.store.settings import load_settings
+
+    settings = load_settings({"ASKGPT_HOME": str(tmp_path)})
+    with Assistant(settings=settings, engine_factory=ScriptedFactory(ScriptedEngine(answer="Paris"))) as api:
+        api.ask("Capital of France?").text()
+    with Assistant(settings=settings, log=False,
+                   engine_factory=ScriptedFactory(ScriptedEngine(answer="Rome"))) as api:
+        api.ask("Capital of Italy?").text()
+    assert _logged(settings.paths.log_file) == [("Capital of France?", "Paris")]
+    settings = load_settings({"ASKGPT_HOME": str(tmp_path / "off")})
+    settings.paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.paths.config_file.write_text("log = false\n")
+    settings = load_settings({"ASKGPT_HOME": str(tmp_path / "off")})
+    with Assistant(settings=settings, engine_factory=ScriptedFactory(ScriptedEngine(answer="Paris"))) as api:
+        api.ask("Capital of France?").text()
+    assert not settings.paths.log_file.exists() or _logged(settings.paths.log_file) == []
+
+
+def test_an_explicit_zero_is_checked_not_taken_for_the_default() -> None:
+    """One GenerationConfig builder for ask, chat and the API: max_tokens=0 is refused as
+    `-n 0` is (it once silently meant "the default" in the API)."""
+    with Assistant(engine_factory=ScriptedFactory(ScriptedEngine(answer="x"))) as api:
+        with pytest.raises(UsageError, match="at least 1"):
+            api.ask("hi", max_tokens=0)

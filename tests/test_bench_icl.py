@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from askgpt.cli.app import create_app
-from askgpt.cli.bench import parse_shots
-from askgpt.runtime.errors import UsageError
-from askgpt.runtime.icl.bench import (
+from askgpt.cli.commands.bench import parse_shots
+from askgpt.runtime.bench.icl import (
     DEFAULT_SHOTS,
     TaskKind,
     bootstrap_interval,
@@ -25,6 +24,7 @@ from askgpt.runtime.icl.bench import (
     normalize,
     task_from_file,
 )
+from askgpt.runtime.errors import UsageError
 from conftest import run_askgpt
 
 SUITE = builtin_tasks()
@@ -65,8 +65,16 @@ def test_the_generation_tasks_answers_are_right() -> None:
 
 
 def test_the_suite_ships_in_the_package_data() -> None:
-    toml = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    assert '"askgpt.runtime.icl" = ["tasks/*.json", "tasks/*.jsonl"]' in toml
+    import fnmatch
+
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    globs = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    folder = repo / "runtime" / "bench"
+    files = [str(p.relative_to(folder)) for p in (folder / "icl_tasks").iterdir()]
+    assert len(files) >= 10
+    assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs["askgpt.runtime.bench"])] == []
 
 
 # --- the interval --------------------------------------------------------------------------

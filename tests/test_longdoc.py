@@ -17,10 +17,8 @@ from askgpt.runtime.documents.strategies import (
     LongContext,
     LongContextConfig,
     Strategy,
-    Turn,
     bm25_scores,
     is_whole_input_task,
-    slide_conversation,
 )
 from askgpt.runtime.errors import ContextOverflowError, UsageError
 from askgpt.runtime.prompting.generate import GenerationConfig
@@ -152,24 +150,6 @@ def test_map_calls_share_their_prefix_so_the_engine_can_reuse_it() -> None:
             common = i
             break
     assert "Which colour is the sky?" in maps[0][:common]  # the instruction is in the shared prefix, before the chunk
-
-
-def test_conversation_window_keeps_latest_turns_and_summarises_the_rest() -> None:
-    turns = [Turn(f"question {i} " + "x " * 10, f"answer {i} " + "y " * 10) for i in range(10)]
-    calls: list[tuple[str, str | None]] = []
-
-    def summarize(text: str, previous: str | None) -> str:
-        calls.append((text, previous))
-        return "summary of " + ", ".join(re.findall(r"question \d+", text))
-
-    window = slide_conversation(turns, budget=80, count=word_count, summarize=summarize)
-    assert window.turns[-1] == turns[-1] and window.dropped == 10 - len(window.turns)
-    assert window.turns == tuple(turns[window.dropped:])
-    assert window.summary is not None and "question 0" in calls[0][0]
-    total = sum(word_count(t.user) + word_count(t.assistant) for t in window.turns) + word_count(window.summary)
-    assert total <= 80
-    whole = slide_conversation(turns[:2], budget=1000, count=word_count, summarize=summarize)
-    assert whole.summary is None and whole.turns == tuple(turns[:2])
 
 
 # --- the real model -----------------------------------------------------------------------------------

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from askgpt.cli.ask import DEFAULT_SYSTEM
 from askgpt.runtime.engine.base import EmbeddingRows, Engine, TokenIds
 from askgpt.runtime.engine.sampling import LoopDetector, LoopGuard, SamplingConfig
 from askgpt.runtime.errors import ContextOverflowError
 from askgpt.runtime.models.registry import builtin_model
 from askgpt.runtime.prompting.generate import Answer, GenerationConfig, PreparedPrompt, Stats, StopReason, ask, prepare
-from askgpt.runtime.prompting.request import Example, Request
+from askgpt.runtime.prompting.request import DEFAULT_SYSTEM, Example, Request
 from askgpt.runtime.prompting.template import format_prompt
 from conftest import ASKGPT_BIN, REPO, builtin_without, run_askgpt
 

@@ -308,9 +308,8 @@ def test_receipt_total_is_answered_from_the_ocr_text(real_engine, tmp_path: Path
     # above the last-bit differences between CPUs' kernels). The CLI then runs the same way.
     from test_real_model import greedy_margins
 
-    from askgpt.cli.ask import DEFAULT_SYSTEM
     from askgpt.runtime.prompting.generate import GenerationConfig, prepare
-    from askgpt.runtime.prompting.request import Request
+    from askgpt.runtime.prompting.request import DEFAULT_SYSTEM, Request
 
     path = tmp_path / "scan.png"
     receipt().image.save(path)

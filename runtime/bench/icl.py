@@ -151,8 +151,8 @@ class ModelResult:
 # --- the tasks -----------------------------------------------------------------------------
 
 def builtin_tasks() -> dict[str, Task]:
-    """The built-in suite (runtime/icl/tasks: suite.json and NAME.pool/.test.jsonl)."""
-    folder = resources.files("askgpt.runtime.icl") / "tasks"
+    """The built-in suite (runtime/bench/icl_tasks: suite.json and NAME.pool/.test.jsonl)."""
+    folder = resources.files("askgpt.runtime.bench") / "icl_tasks"
     suite = json.loads((folder / "suite.json").read_text(encoding="utf-8"))
     tasks = {}
     for name, meta in suite.items():

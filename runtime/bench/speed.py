@@ -3,7 +3,7 @@
 Both run on one loaded model (same weights, threads and batch size), interleaved
 round by round so that machine noise falls on both alike. askgpt's side is
 exactly what the CLI runs (chat template, sampling, repetition guard, stop
-strings, detokenising); the raw side is `llama_engine.raw_speed`.
+strings, detokenising); the raw side is `runtime.engine.llama.tools.raw_speed`.
 """
 
 from __future__ import annotations

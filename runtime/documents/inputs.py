@@ -149,7 +149,7 @@ def collect_inputs(
         image = stdin.read()
         request = build_request(
             prompt=" ".join(prompt_words), stdin_text=None, documents=[read_document(f) for f in files],
-            system=system, examples=_examples(example_args, examples_file), has_images=True)
+            system=system, examples=examples_of(example_args, examples_file), has_images=True)
         return Inputs(request, image)
     piped = read_stdin(stdin, is_terminal=stdin_is_terminal, large=large_input_bytes)
     spooled = piped if isinstance(piped, Path) else None
@@ -169,7 +169,7 @@ def collect_inputs(
             documents=documents,
             stdin_consumed="-" in files,
             system=system,
-            examples=_examples(example_args, examples_file),
+            examples=examples_of(example_args, examples_file),
             has_images=bool(image_args),
             stdin_file=spooled,
         ), spooled=spooled)
@@ -179,7 +179,8 @@ def collect_inputs(
         raise
 
 
-def _examples(example_args: Sequence[str], examples_file: str | None) -> list[Example]:
+def examples_of(example_args: Sequence[str], examples_file: str | None) -> list[Example]:
+    """The -e/--example pairs, then the examples file's."""
     examples = [parse_example(e) for e in example_args]
     if examples_file:
         examples.extend(load_examples(examples_file))

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from askgpt.runtime.engine.base import Engine
+from askgpt.runtime.engine.capabilities import gives_logprobs
 from askgpt.runtime.errors import StructuredOutputError
 from askgpt.runtime.icl.calibration import calibrated
 from askgpt.runtime.icl.labels import LabelScores, answer_end, label_tokens, score_labels
@@ -18,9 +19,7 @@ from askgpt.runtime.prompting.structured import constrain
 
 def has_logprobs(engine: Engine) -> bool:
     """Whether the engine gives next-token log-probabilities (a served model does not)."""
-    from askgpt.runtime.engine.served import RemoteEngine
-
-    return not isinstance(engine, RemoteEngine)
+    return gives_logprobs(engine)
 
 
 class LabelAnswer(Answer):

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable, Sequence
 from enum import Enum
 
+from askgpt.runtime.choices import choice
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.prompting.request import Example
 
@@ -29,10 +30,7 @@ class Select(str, Enum):
 
 
 def parse_select(value: str | Select) -> Select:
-    try:
-        return Select(value.lower() if isinstance(value, str) else value)
-    except ValueError:
-        raise UsageError(f"--select must be one of {'|'.join(s.value for s in Select)}, not {value!r}") from None
+    return choice(Select, value, "--select")
 
 
 # similarity(texts, queries)[q][i]: how close ``texts[i]`` is to ``queries[q]`` (higher is

@@ -16,9 +16,12 @@ from typing import Any
 import tomllib
 
 from askgpt.runtime.engine.base import CTX_STEP, EngineConfig, round_context
+from askgpt.runtime.engine.kv import KV_CACHE_TYPES
 from askgpt.runtime.engine.prefix_cache import PrefixCacheConfig
+from askgpt.runtime.engine.sampling import SamplingConfig
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.models.registry import ModelRef
+from askgpt.runtime.prompting.generate import GenerationConfig
 from askgpt.runtime.prompting.request import DEFAULT_SYSTEM
 
 APP_NAME = "askgpt"
@@ -63,7 +66,6 @@ def resolve_paths(env: Mapping[str, str]) -> Paths:
     )
 
 
-KV_CACHE_TYPES = ("f16", "q8_0", "f32")
 def context_size(ctx: int, *, what: str = "--ctx") -> int:
     """``ctx`` as llama.cpp makes it: 0 (the model's training context) stays 0, anything
     else is rounded up to a multiple of `CTX_STEP`; below it is a `UsageError`."""
@@ -103,6 +105,7 @@ class Settings:
     debug: bool
     file_defaults: Defaults  # the config file's values over the built-in ones (built-in only when broken)
     config_error: UsageError | None = None  # what is wrong with the config file, and where
+    from_env: frozenset[str] = frozenset()  # the keys an environment variable set (ENV_OVERRIDES)
 
     @property
     def defaults(self) -> Defaults:
@@ -366,6 +369,23 @@ def engine_config(settings: Settings, ref: ModelRef, *, ctx: int | None = None, 
     )
 
 
+def generation_config(settings: Settings, *, max_tokens: int | None = None, temperature: float | None = None,
+                      seed: int | None = None, lookup: int | None = None) -> GenerationConfig:
+    """How to generate: each value given here, else the user's default. The one place a
+    `GenerationConfig` is built from options (ask, chat and the Python API); an explicit 0
+    is checked as given, never taken for "the default"."""
+    d = settings.defaults
+    return GenerationConfig(
+        max_tokens=d.max_tokens if max_tokens is None else max_tokens,
+        sampling=SamplingConfig(
+            temperature=d.temperature if temperature is None else temperature,
+            repeat_penalty=d.repeat_penalty,
+            seed=seed,
+            lookup_tokens=d.lookup_tokens if lookup is None else lookup,
+        ),
+    )
+
+
 def model_ref(settings: Settings, model: str | None, endpoint: str | None = None) -> ModelRef:
     """The model to use. With an endpoint (the one given, else ASKGPT_ENDPOINT, else the
     config's) it is a served model, named only by an explicit ``model`` (the configured
@@ -389,4 +409,4 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     overrides: dict[str, Any] = {key: env[var] for key, var in ENV_OVERRIDES.items() if env.get(var)}
     defaults = replace(defaults, **overrides)
     return Settings(paths=paths, debug=truthy(env.get("ASKGPT_DEBUG")), file_defaults=defaults,
-                    config_error=error)
+                    config_error=error, from_env=frozenset(overrides))
