@@ -111,6 +111,7 @@ class AskOptions:
     image_mode: str | None = None
     encoder: str | None = None  # --encoder: auto|builtin|clip|NAME
     mmproj: str | None = None  # --mmproj: the model's vision projector
+    share_location: bool = False  # --share-location: a photo's GPS position to a served model too
     strategy: str = "auto"
     read_tokens: int = 1024
     temperature: float | None = None
@@ -286,7 +287,8 @@ class Session:
         return Response(label_answer(self.engine, request, labels, config, calibrate=calibrate))
 
     def image_blocks(self, images: Sequence[LoadedImage], vision: VisionConfig | None = None, *,
-                     mmproj: str | None = None) -> tuple[tuple[ImageBlock, ...], list[ImageReport]]:
+                     mmproj: str | None = None, question: str | None = None,
+                     ) -> tuple[tuple[ImageBlock, ...], list[ImageReport]]:
         """Images as this model gets them: through its own vision projector (``mmproj``,
         else the one registered with it or beside it), else the chosen image encoder."""
         from askgpt.runtime.engine.guard import ensure_projector_loads_safely
@@ -301,7 +303,7 @@ class Session:
             ensure_projector_loads_safely(projector, self.ref.path, cache_dir)
         target = target_model(engine, self.ref.path, projector, threads=config.threads)
         pipeline = ImagePipeline(config, cache_dir, notify=self.notifier.warn, data_dir=self.settings.paths.data_dir)
-        blocks, reports = pipeline.encode(images, target)
+        blocks, reports = pipeline.encode(images, target, question=question)
         return tuple(blocks), reports
 
     def question(self, opts: AskOptions, *, stdin: BinaryIO | None = None, stdin_is_terminal: bool = True,
@@ -352,7 +354,7 @@ class Question:
             notifier.warn(f"--ctx {info.n_ctx} is past the {info.n_ctx_train} tokens {session.ref.name} was "
                           "trained on; answers may degrade")
         if self.vision is not None:
-            request = replace(request, images=self.vision.blocks())
+            request = replace(request, images=self.vision.blocks(request.instruction))
         self.request = request
         self.response: Response | None = None
 
@@ -529,15 +531,17 @@ class VisionStep:
             mode=parse_mode(opts.image_mode, ImageMode, "--image-mode") if opts.image_mode  # type: ignore[arg-type]
             else VisionConfig().mode,
             encoder=opts.encoder or session.settings.defaults.encoder,
+            share_location=opts.share_location,
         )
         self._mmproj = opts.mmproj
         self._session = session
         self._images = load_images(opts.images, stdin_image)
         self.reports: list[ImageReport] = []
 
-    def blocks(self) -> tuple[ImageBlock, ...]:
+    def blocks(self, question: str | None = None) -> tuple[ImageBlock, ...]:
         with self._session.notifier.status("Looking at the images…"):
-            blocks, self.reports = self._session.image_blocks(self._images, self._config, mmproj=self._mmproj)
+            blocks, self.reports = self._session.image_blocks(self._images, self._config, mmproj=self._mmproj,
+                                                              question=question)
         return blocks
 
     def attachments(self) -> tuple[Attachment, ...]:

@@ -1,16 +1,21 @@
 """The one image loader: a file (or stdin's bytes) in, a validated RGB array out.
 
-Pillow decodes only PNG, JPEG, WebP, GIF (first frame) and BMP; the header's
-size is checked against a pixel limit before any pixel is decoded
-(decompression bombs); EXIF orientation is applied; transparency is laid on
-white (screenshots and logos read as they look); 16-bit and other modes are
-brought to 8-bit RGB. Never a URL.
+Pillow decodes only PNG, JPEG, WebP, GIF (first frame) and BMP, and HEIC/HEIF
+(phones' photos) through pillow-heif where it is installed (the `heic` extra); the header's size is
+checked against a pixel limit before any pixel is decoded (decompression bombs);
+EXIF orientation is applied; transparency is laid on white (screenshots and logos
+read as they look); 16-bit and other modes are brought to 8-bit RGB. The file's
+EXIF block is kept, as bytes, for vision/facts/photo.py (date, camera, GPS). Never a URL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,13 @@ import numpy as np
 from askgpt.runtime.errors import ImageError, InputNotFoundError
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+HEIF = "HEIF"  # pillow-heif's format name, for .heic/.heif files
+# ISO base media "ftyp" brands of HEIF stills and sequences (ISO/IEC 23008-12).
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
+MAX_EXIF_BYTES = 256 * 1024  # a JPEG's EXIF segment is at most 64 KB; more is not metadata
+# What Pillow raises on EXIF it cannot parse: such metadata is skipped, never an error.
+_EXIF_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, SyntaxError,
+                struct.error, OSError)
 MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; a decoded RGB image this size is 120 MB
 MAX_BYTES = 64 * 1024 * 1024
 STDIN = "-"
@@ -31,6 +43,7 @@ class LoadedImage:
     pixels: np.ndarray  # (H, W, 3) uint8, RGB, orientation applied
     format: str  # PNG, JPEG, ...
     sha256: str  # of the file's bytes: identifies the image in logs and caches
+    exif: bytes = b""  # the file's EXIF block as read (orientation as in the file); b"" if none
 
     @property
     def width(self) -> int:
@@ -74,6 +87,45 @@ def _to_rgb(img: Any) -> Any:
     return img.convert("RGB")
 
 
+def is_heif(data: bytes) -> bool:
+    """An ISO base media file whose brand is HEIF (an iPhone's .heic photo)."""
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
+
+
+def _heif_opener() -> None:
+    """Registers pillow-heif's opener with Pillow (again is harmless), only when a HEIF file is given:
+    most images never pay for importing it."""
+    try:
+        import pillow_heif
+    except ImportError as exc:
+        raise ImageError("this is a HEIC/HEIF photo, and pillow-heif (which reads them) is not installed",
+                         hint='pip install "askgpt[heic]" (pillow-heif), or convert the photo to JPEG') from exc
+    pillow_heif.register_heif_opener()
+
+
+def _exif_bytes(img: Any) -> bytes:
+    """The EXIF block as the file has it (JPEG/WebP/PNG/HEIF), else Pillow's own reading
+    (PNG text chunks), else b"". Odd EXIF is never an error here: vision/facts/photo.py judges it."""
+    raw = img.info.get("exif")
+    if isinstance(raw, bytes) and raw:
+        return raw if len(raw) <= MAX_EXIF_BYTES else b""
+    try:
+        exif = img.getexif()
+        raw = exif.tobytes() if len(exif) else b""
+    except _EXIF_ERRORS:
+        return b""
+    return raw if len(raw) <= MAX_EXIF_BYTES else b""
+
+
+@contextmanager
+def _no_warnings() -> Iterator[None]:
+    """Pillow warns (to stderr) on truncated or corrupt EXIF, which is then skipped:
+    the library never prints."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def decode_image(data: bytes, source: str) -> LoadedImage:
     """Decode bytes already read; raises `ImageError` (exit 1) naming ``source``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -82,8 +134,12 @@ def decode_image(data: bytes, source: str) -> LoadedImage:
         raise ImageError(f"{source} is empty, not an image")
     if len(data) > MAX_BYTES:
         raise ImageError(f"image {source} is over the {MAX_BYTES // 2**20} MB limit")
+    formats = list(FORMATS)
+    if is_heif(data):
+        _heif_opener()
+        formats.append(HEIF)
     try:
-        with Image.open(io.BytesIO(data), formats=list(FORMATS)) as img:
+        with _no_warnings(), Image.open(io.BytesIO(data), formats=formats) as img:
             width, height = img.size
             if width < 1 or height < 1:
                 raise ImageError(f"{source} has no pixels ({width}x{height})")
@@ -93,7 +149,11 @@ def decode_image(data: bytes, source: str) -> LoadedImage:
             fmt = str(img.format)
             img.seek(0)  # animated GIF/WebP: the first frame
             img.load()
-            oriented = ImageOps.exif_transpose(img) or img
+            exif = _exif_bytes(img)
+            try:
+                oriented = ImageOps.exif_transpose(img) or img
+            except _EXIF_ERRORS:
+                oriented = img  # an orientation Pillow cannot read: the pixels as stored, not an error
             rgb = _to_rgb(oriented)
             pixels = np.asarray(rgb, dtype=np.uint8).copy()
     except ImageError:
@@ -103,7 +163,7 @@ def decode_image(data: bytes, source: str) -> LoadedImage:
                          hint=f"use one of {', '.join(FORMATS)}") from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError) as exc:
         raise ImageError(f"{source} is a damaged or unsupported image: {exc}") from exc
-    return LoadedImage(source, pixels, fmt, hashlib.sha256(data).hexdigest())
+    return LoadedImage(source, pixels, fmt, hashlib.sha256(data).hexdigest(), exif)
 
 
 DATA_URL_MAX_SIDE = 1024  # what vision models read well; larger only costs upload and tokens

@@ -21,18 +21,17 @@ from typing import Any
 
 from askgpt.runtime.choices import E, choice
 from askgpt.runtime.engine.base import EmbeddingRows, PromptPart
-from askgpt.runtime.engine.capabilities import ImageUrls, VisionProjector
+from askgpt.runtime.engine.capabilities import ImageUrls, Served, VisionProjector
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.prompting.image_options import ImageMode, OcrMode
 from askgpt.runtime.prompting.request import ImageBlock
+from askgpt.vision.block import POSSIBLE, FileFacts, describe
 from askgpt.vision.clip import MIN_TAG_SCORE
-from askgpt.vision.encoder import ImageFeatures
 from askgpt.vision.images import LoadedImage, data_url, load_image
 
-# Guesses below this are noise (a screenshot or a page is no ImageNet class) and
-# mislead a small model more than they help.
-MIN_LABEL_SCORE = 0.10
-MIN_LABEL_SCORE_WITH_TEXT = 0.50
+# A kind's summed probability below this is noise (a screenshot or a page is no ImageNet
+# class) and misleads a small model more than it helps (vision/block.py).
+MIN_LABEL_SCORE = POSSIBLE
 
 # Chosen from benchmarks/vision.py on the built-in model (see docs/images.md).
 DEFAULT_IMAGE_MODE = ImageMode.TEXT
@@ -44,7 +43,12 @@ class VisionConfig:
     encoder: str = "auto"  # auto | builtin | clip | the name of a set-up CLIP encoder
     mode: ImageMode = DEFAULT_IMAGE_MODE
     threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
-    top_k: int = 3
+    top_k: int = 5  # guesses read from the classifier: a kind's probability is summed over them
+    people: bool = True  # look for people (faces and bodies): ImageNet has no "person"
+    facts: bool = True  # what the file says (EXIF date, camera, GPS) and its main colours
+    # Say where a photo was taken (its GPS position) to a served model too; a local one
+    # always gets it (nothing leaves the machine).
+    share_location: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class TargetModel:
     native: Callable[[LoadedImage], tuple[PromptPart, ...]] | None = None
     # A served model that may take the image itself (as a data: URL, beside its text block).
     data_urls: bool = False
+    # Runs on this machine: what the file says (its GPS position included) never leaves it.
+    local: bool = True
 
 
 @dataclass(frozen=True)
@@ -71,29 +77,6 @@ class ImageReport:
 
 def parse_mode(value: str, kind: type[E], option: str) -> E:
     return choice(kind, value, option)
-
-
-def describe(image: LoadedImage, labels: ImageFeatures | None, text: ImageFeatures | None,
-             *, min_score: float = MIN_LABEL_SCORE) -> str:
-    """The image's text block, worded so that even the 135M built-in model reads it as
-    facts about the picture (benchmarks/vision.py). Labels keep their scores: ImageNet
-    has 1000 fine classes (no plain "person" or "horse"), so they are likely, not certain."""
-    first = f"A {image.width}x{image.height} {image.format} image."
-    # A page, receipt or screenshot is no ImageNet object: where there is text, only a
-    # confident guess is worth the model's attention.
-    floor = MIN_LABEL_SCORE_WITH_TEXT if text is not None and text.text_lines else min_score
-    likely = [lab for lab in labels.labels if lab.score >= floor] if labels is not None else []
-    if likely:
-        guesses = ", ".join(f"{lab.name} ({lab.score:.0%})" for lab in likely)
-        first += f" It most likely shows: {guesses}."
-    lines = [first]
-    if text is not None:
-        if text.text_lines:
-            lines.append("Text in it:")
-            lines.extend(text.text_lines)
-        else:
-            lines.append("No text in it.")
-    return "\n".join(lines)
 
 
 class ImagePipeline:
@@ -114,6 +97,7 @@ class ImagePipeline:
         elif config.encoder not in ("auto", "builtin"):
             raise UsageError(f"--encoder {config.encoder} needs askgpt's data folder")
         self._ocr = None
+        self._people = None
         self._warned_no_ocr = False
 
     def classifier(self):  # type: ignore[no-untyped-def]
@@ -187,10 +171,35 @@ class ImagePipeline:
                              f"but {target.gguf_path.name} takes {target.n_embd}")
         return projector
 
-    def encode(self, images: Sequence[LoadedImage], target: TargetModel | None) -> tuple[
-            list[ImageBlock], list[ImageReport]]:
+    def people(self, image: LoadedImage) -> tuple[str | None, int | None]:
+        """The people phrase ("two people, at the left and the centre") and how many;
+        (None, None) when people are not looked for."""
+        if not self._config.people:
+            return None, None
+        if self._people is None:
+            from askgpt.vision.people.finder import PeopleFinder
+
+            self._people = PeopleFinder(self._cache_dir, threads=self._config.threads, notify=self._notify)
+        found = self._people.find(image.pixels)
+        return found.phrase(), found.count
+
+    def facts(self, image: LoadedImage, target: TargetModel | None) -> FileFacts:
+        if not self._config.facts:
+            return FileFacts()
+        from askgpt.vision.facts.photo import read_facts
+
+        facts = read_facts(image)
+        # A served model is told where a photo was taken only when the user says so.
+        local = target is None or target.local
+        return FileFacts(facts.when(), facts.where() if local or self._config.share_location else None,
+                         facts.colour())
+
+    def encode(self, images: Sequence[LoadedImage], target: TargetModel | None, *,
+               question: str | None = None) -> tuple[list[ImageBlock], list[ImageReport]]:
+        """Each image's block and prompt parts. ``question``: the user's words (the block
+        says the file's size and format only when they ask about it)."""
         if target is not None and target.native is not None:
-            return self._encode_native(images, target.native)
+            return self._encode_native(images, target, question)
         mode = self._config.mode
         if mode is not ImageMode.TEXT and target is not None and target.n_embd == 0:
             raise UsageError(f"--image-mode {mode.value} puts embedding rows into a local model; "
@@ -203,7 +212,10 @@ class ImagePipeline:
             text = self.ocr().encode(image) if self.ocr_enabled() else None
             rows = (projector.rows(labels.pooled, labels.class_ids, labels.regions)
                     if projector is not None else None)
-            body = describe(image, labels if mode is not ImageMode.EMBED else None, text, min_score=floor)
+            people, count = self.people(image)
+            body = describe(image, labels if mode is not ImageMode.EMBED else None, text, min_score=floor,
+                            imagenet=self._clip_folder is None, people=people, people_count=count,
+                            facts=self.facts(image, target), question=question)
             url = data_url(image) if target is not None and target.data_urls else None
             # The file's name, not its folders: a long temporary path only distracts a small model.
             blocks.append(ImageBlock(Path(image.source).name or image.source, body,
@@ -212,17 +224,19 @@ class ImagePipeline:
                                        0 if rows is None else len(rows)))
         return blocks, reports
 
-    def _encode_native(self, images: Sequence[LoadedImage],
-                       native: Callable[[LoadedImage], tuple[PromptPart, ...]]) -> tuple[
-            list[ImageBlock], list[ImageReport]]:
+    def _encode_native(self, images: Sequence[LoadedImage], target: TargetModel,
+                       question: str | None) -> tuple[list[ImageBlock], list[ImageReport]]:
+        assert target.native is not None
         blocks, reports = [], []
         for image in images:
             started = time.perf_counter()
-            segments = native(image)
+            segments = target.native(image)
             seconds = time.perf_counter() - started
             text = self.ocr().encode(image) if self.ocr_enabled() else None
-            blocks.append(ImageBlock(Path(image.source).name or image.source, describe(image, None, text),
-                                     segments=segments))
+            # The model sees the image itself: the block adds what its own encoder cannot
+            # know (the text, the file's facts), not guesses of another encoder.
+            body = describe(image, None, text, facts=self.facts(image, target), question=question)
+            blocks.append(ImageBlock(Path(image.source).name or image.source, body, segments=segments))
             reports.append(ImageReport(image.source, seconds, text.seconds if text else 0.0,
                                        sum(len(s) for s in segments if isinstance(s, EmbeddingRows))))
         return blocks, reports
@@ -239,7 +253,8 @@ def target_model(engine: Any, model_path: Path, mmproj: Path | None, *, threads:
         native = lambda image: vision.segments(image.pixels)  # noqa: E731
     return TargetModel(model_path, engine.info.n_embd,
                        lambda text: engine.tokenize(text, add_bos=False, special=False), native,
-                       data_urls=isinstance(engine, ImageUrls) and engine.accepts_image_urls)
+                       data_urls=isinstance(engine, ImageUrls) and engine.accepts_image_urls,
+                       local=not isinstance(engine, Served))
 
 
 def load_images(paths: Sequence[str], stdin_image: bytes | None) -> list[LoadedImage]:

@@ -62,6 +62,9 @@ def ask_command(
     image_mode: ImageModeOpt = None,
     encoder: EncoderOpt = None,
     mmproj: MmprojOpt = None,
+    share_location: Annotated[bool, typer.Option(
+        "--share-location", help="Also tell a served model (--endpoint) where a photo was taken (its GPS "
+                                 "position); a local model always gets it.")] = False,
     endpoint: EndpointOpt = None,
     examples: ExampleOpt = None,
     examples_file: ExamplesFileOpt = None,
@@ -104,14 +107,15 @@ def ask_command(
                               "and exit without generating.")] = False,
 ) -> None:
     """Ask the model (the default command). Stdin, when piped, is the document."""
-    from askgpt.cli.ask import AskOptions, Streams, run_ask
+    from askgpt.cli.ask import Streams, run_ask
+    from askgpt.session import AskOptions
 
     debug = debug_enabled(debug)
     opts = AskOptions(
         prompt_words=tuple(prompt or ()), model=model, endpoint=endpoint, system=system,
         files=tuple(files or ()), examples=tuple(examples or ()), examples_file=examples_file,
         images=tuple(images or ()), ocr=ocr.value, image_mode=choice_value(image_mode), encoder=encoder,
-        mmproj=mmproj, strategy=strategy.value, read_tokens=read_tokens,
+        mmproj=mmproj, share_location=share_location, strategy=strategy.value, read_tokens=read_tokens,
         temperature=temperature, max_tokens=max_tokens, seed=seed, lookup=lookup, ctx=ctx_size,
         labels=labels, calibrate=calibrate, shots=shots, select=choice_value(select),
         threads=threads, batch=batch, gpu_layers=gpu_layers, kv_type=choice_value(kv_type),

@@ -53,7 +53,8 @@ def chat_command(
 ) -> None:
     """Talk with the model: it loads once and keeps the conversation in its attention cache.
     Commands: /image, /file, /system, /example, /clear, /save, /stats, /model, /help, /exit."""
-    from askgpt.cli.chat import ChatOptions, run_chat
+    from askgpt.cli.chat import run_chat
+    from askgpt.session import ChatOptions
 
     run = state(ctx)
     run_chat(ChatOptions(model=model, endpoint=endpoint, system=system, examples=tuple(examples or ()),
