@@ -276,7 +276,8 @@ class Session:
                 *, progress: Progress | None = None) -> Response:
         """Answer a built `Request`; documents longer than the model reads well go through
         the long-document strategies."""
-        context = LongContext(self.engine, long_context or LongContextConfig(), progress=progress)
+        context = LongContext(self.engine, long_context or LongContextConfig(), progress=progress,
+                              notify=self.notifier.warn)
         answer, report = context.answer(request, config)
         return Response(answer, report=report)
 

@@ -137,10 +137,12 @@ def test_stuff_that_does_not_fit_is_refused_not_cut() -> None:
 
 
 def test_map_calls_share_their_prefix_so_the_engine_can_reuse_it() -> None:
-    # A question no chunk shares a word with: every chunk is read by an extract call.
+    # A question no chunk shares a word with: every chunk is read by an extract call (about
+    # 30 of them, so the budget of per-part calls is raised past the default 8).
     engine = scripted(4096)
     text = "\n\n".join(f"paragraph {i} " + "words " * 40 for i in range(30))
-    LongContext(engine, LongContextConfig(strategy=Strategy.RETRIEVE, read_tokens=300)).answer(
+    config = LongContextConfig(strategy=Strategy.RETRIEVE, read_tokens=300, chunk_calls=64)
+    LongContext(engine, config).answer(
         Request("Which colour is the sky?", documents=(Document("doc", text),)), GenerationConfig(32))
     maps = [p for p in engine.prompts if "Copy the sentences" in p]
     assert len(maps) > 3

@@ -135,11 +135,19 @@ class Messages:
             yield lambda stage, done, total: None
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         tasks: dict[str, object] = {}
+        # Elapsed and an estimate of what is left: a stage that reads parts with the model can be long.
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=Console(file=self._stderr), transient=True) as bar:
+                      TimeRemainingColumn(), console=Console(file=self._stderr), transient=True) as bar:
             def update(stage: str, done: int, total: int) -> None:
                 if stage not in tasks:
                     tasks[stage] = bar.add_task(stage, total=total)

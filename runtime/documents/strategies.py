@@ -9,13 +9,19 @@ documents are longer than that, a strategy decides what the model reads:
 - ``retrieve`` (questions): chunks ranked against the question with BM25
   (bm25s), the best packed in document order into a reading-size context,
   question last; with no matching terms at all, a map step extracts the
-  relevant lines of every chunk instead;
+  relevant lines of every chunk instead, when that is at most
+  ``chunk_calls`` model calls, else the input is read as an overview (below);
 - ``map-reduce`` (summaries, "find all"): each chunk is mapped to its most
   distinctive sentences (runtime.documents.salience), the best that fit are kept in
   document order, and the model answers from them; they are quoted after it;
 - ``refine``: a running answer carried through the chunks in order.
 
-``auto`` picks from the fit and the instruction and says which and why.
+``auto`` picks from the fit and the instruction and says which and why. A
+question that names nothing particular ("what is this?", "explain this") is a
+whole-input task: map-reduce's key sentences plus the input's opening (an
+overview), one model call whatever the input's length. Only an explicit
+``--strategy refine`` reads every part of a large input with the model, and
+says how long that will take.
 Per-chunk model calls (extract, refine) put the instruction before the chunk,
 so llama.cpp's prefix cache evaluates the shared part once, not once per chunk.
 Documents on disk (too large to hold, runtime.documents.spool) are chunked segment by
@@ -44,6 +50,21 @@ from askgpt.runtime.prompting.template import format_prompt
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _BLOCK_MARKUP_TOKENS = 48  # the <document source="..."> wrapper of a chunk in a step
 _MIN_STEP_TOKENS = 64  # the smallest part of a document a map/extract/refine call reads
+
+# Words that name nothing in a document: function words (bm25s's English stop words and
+# more) and the words of a request about the input itself. A question made only of these
+# ("what is this?", "explain this", "what do you think?") has nothing to retrieve by.
+_GENERIC = frozenset('''
+a an and are as at be but by for if in into is it no not of on or such that the their then there these they
+this to was will with what whats which who whom whose why how when where were been being am do does did done
+doing can could would should shall may might must i me my we us our you your yours he she him her his its them
+those here so just please ok okay hey hi now again also really very much more exactly anything something
+everything whole entire overall all any some about above below following after before up out over from
+tell explain explains describe think thoughts opinion mean means meaning meant say says said give show help
+know see look looks read understand thing things stuff text document doc file files input content contents
+data page one kind sort type happening happen happens like get got make makes written write
+brief briefly short simple simply plain words sense going
+'''.split())
 
 # Instructions that need every part of the input rather than the best-matching part.
 _WHOLE_INPUT = re.compile(
@@ -74,6 +95,12 @@ class LongContextConfig:
     max_levels: int = 4  # levels of notes (the extract fallback of retrieve) before giving up
     margin: int = 16  # tokens kept free for template seams
     segment_chars: int = SEGMENT_CHARS  # how much of a document on disk is chunked at a time
+    # Per-part model calls a strategy makes unasked (retrieve's extract fallback). One call
+    # reads a part of up to --read-tokens and writes a note of up to note_tokens, about what
+    # a whole answer costs (measured on the built-in model on 2 shared cores: 14 to 50 s).
+    # 8 still covers an input of about 8k tokens part by part; past it the input is read
+    # as an overview, and only an explicit --strategy refine reads every part.
+    chunk_calls: int = 8
 
     def __post_init__(self) -> None:
         if self.read_tokens < 64:
@@ -113,6 +140,17 @@ def is_whole_input_task(instruction: str) -> bool:
     return bool(_WHOLE_INPUT.search(instruction))
 
 
+def distinctive_words(instruction: str) -> list[str]:
+    """The words of ``instruction`` that can name something in a document."""
+    return [w for w in re.findall(r"[a-z0-9]+", instruction.lower()) if w not in _GENERIC and len(w) > 1]
+
+
+def is_vague_question(instruction: str) -> bool:
+    """A question with nothing to look up ("what is this?", "explain this"): it is about the
+    whole input, so it is answered from an overview, never by reading every part."""
+    return not distinctive_words(instruction)
+
+
 def _map_task(instruction: str) -> str:
     return (f"{instruction}\n\nDo this for the part of a longer document below only. "
             "Keep names, numbers and facts exactly as written. Be brief.")
@@ -133,10 +171,12 @@ def _refine_task(instruction: str, running: str) -> str:
 class LongContext:
     """Answers a request whose documents may be far longer than the window."""
 
-    def __init__(self, engine: Engine, config: LongContextConfig, *, progress: Progress | None = None) -> None:
+    def __init__(self, engine: Engine, config: LongContextConfig, *, progress: Progress | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
         self._engine = engine
         self._config = config
         self._progress = progress or (lambda stage, done, total: None)
+        self._notify = notify or (lambda text: None)  # one line for the user (the CLI: stderr)
         self.last_request: Request | None = None
 
     # --- measuring ----------------------------------------------------------------------------------
@@ -195,6 +235,9 @@ class LongContext:
                 return Strategy.STUFF, "it fits and is short enough to read well", doc_tokens, budget
             if is_whole_input_task(request.instruction):
                 return Strategy.MAP_REDUCE, "the instruction needs every part", doc_tokens, budget
+            if is_vague_question(request.instruction):
+                return (Strategy.MAP_REDUCE, "the question names nothing particular, so it is answered "
+                        "from an overview of the whole input", doc_tokens, budget)
             return Strategy.RETRIEVE, "a question: the best-matching parts are read", doc_tokens, budget
         if chosen is Strategy.STUFF and doc_tokens > room:
             total = doc_tokens + self._overhead(request)
@@ -218,7 +261,7 @@ class LongContext:
         elif strategy is Strategy.RETRIEVE:
             final = self._retrieve(request, budget, report)
         elif strategy is Strategy.MAP_REDUCE:
-            final = self._map_reduce(request, budget, report)
+            final = self._map_reduce(request, budget, report, overview=is_vague_question(request.instruction))
         else:
             final = self._refine(request, budget, report)
         report.stage_seconds["prepare"] = time.perf_counter() - started
@@ -261,11 +304,19 @@ class LongContext:
         if any(d.on_disk for d in request.documents):
             report.doc_tokens = tally.tokens
         if not ranked:
-            # Nothing in the documents shares a term with the question: read every chunk.
-            report.reason = "no part matches the question's words, so every part was read for it"
+            # Nothing in the documents shares a term with the question: read every chunk with
+            # the model when that is a few calls; past the budget, an overview (bounded cost).
             size = self._step_size(request, _extract_task(request.instruction), budget)
+            calls = self._estimate_chunks(request.documents, size)
+            if calls > cfg.chunk_calls:
+                report.strategy = Strategy.MAP_REDUCE
+                report.reason = (f"no part matches the question's words; reading all {calls:,} parts with the "
+                                 "model would take a call each, so an overview was read (--strategy refine "
+                                 "reads every part)")
+                return self._map_reduce(request, budget, report, overview=True)
+            report.reason = "no part matches the question's words, so every part was read for it"
             return self._extract(request, self.iter_chunks(request.documents, size, cfg.overlap),
-                                 budget, report, total=self._estimate_chunks(request.documents, size))
+                                 budget, report, total=calls)
         picked: list[Ranked] = []
         used = 0
         for r in sorted(ranked, key=lambda r: -r.score):
@@ -306,12 +357,18 @@ class LongContext:
         report.used = len(notes)
         return self._fit_notes(request, notes, budget, report, level=1)
 
-    def _map_reduce(self, request: Request, budget: int, report: LongContextReport) -> Request:
+    def _map_reduce(self, request: Request, budget: int, report: LongContextReport,
+                    *, overview: bool = False) -> Request:
         """Map: each chunk to its most distinctive sentences (runtime.documents.salience; quoted, not
         written by the model). Reduce: the best of them that fit the reading budget, in
-        document order. The model answers from those; the report carries them as quotes."""
+        document order. The model answers from those; the report carries them as quotes.
+        An ``overview`` (a vague question) also gets the input's opening, which usually says
+        what it is, and is the only evidence an input without sentences has."""
         started = time.perf_counter()
         size = self._step_size(request, request.instruction, budget)
+        opening = self._opening(request.documents, budget // 4) if overview else None
+        if opening is not None:
+            budget -= self.count(opening.text) + self._wrapper(opening.source)
         counted = 0
 
         def chunks() -> Iterator[Chunk]:
@@ -339,7 +396,27 @@ class LongContext:
         report.used = len(kept)
         report.quotes = tuple((k.where, k.text) for k in kept)
         note = "\n".join(f"- [{k.where}] {k.text}" for k in kept)
-        return replace(request, documents=(Document(f"key sentences of {source}", note),))
+        keys_doc = Document(f"key sentences of {source}", note)
+        if opening is None:
+            return replace(request, documents=(keys_doc,))
+        # An input with no sentences at all (random bytes) is shown by its opening alone.
+        return replace(request, documents=(opening, keys_doc) if kept else (opening,))
+
+    def _opening(self, documents: Sequence[Document], tokens: int) -> Document | None:
+        """The first ``tokens`` tokens of the first document, cut where chunks are cut. Only a
+        prefix is chunked (a token is at least one character, so ``8 * tokens`` characters
+        hold them), whatever the input's length."""
+        doc = next((d for d in documents if d.on_disk or d.text.strip()), None)
+        if doc is None or tokens < _MIN_STEP_TOKENS:
+            return None
+        head = doc.text[:8 * tokens] if doc.path is None else next(segments(doc.path, 8 * tokens), "")
+        first = next(iter(chunk_text(head, doc.source, self.count, max_tokens=tokens)), None)
+        if first is None or not first.text.strip():
+            return None
+        label = f"the opening of {first.where}"
+        if not_text_share(first.text) > 0.3:
+            label += " (mostly not text)"  # undecodable or control bytes: the model is told, not left to guess
+        return Document(label, first.text)
 
     def _map(self, request: Request, chunks: list[Chunk], report: LongContextReport, level: int) -> list[Document]:
         """One model note per chunk: the further levels when extracted notes do not fit."""
@@ -381,8 +458,11 @@ class LongContext:
         for k, chunk in enumerate(self.iter_chunks(request.documents, size, self._config.overlap)):
             if last is not None:  # every chunk but the last is folded into the running answer
                 self._progress("refine", k - 1, max(total, k))
+                call_started = time.perf_counter()
                 running = self._note(_refine_task(request.instruction, running), last, request.system)
                 report.model_calls += 1
+                if k == 1 and total > self._config.chunk_calls:
+                    self._notify(_refine_estimate(total, last.n_tokens, time.perf_counter() - call_started))
             last = chunk
         report.chunks = report.used = k + 1 if last is not None else 0
         self._progress("refine", report.chunks, report.chunks)
@@ -393,6 +473,23 @@ class LongContext:
         if running:
             documents.insert(0, Document("the answer so far, from the earlier parts", running))
         return replace(request, documents=tuple(documents))
+
+
+def _refine_estimate(parts: int, part_tokens: int, first_seconds: float) -> str:
+    """How long refine will take, from the speed measured on its first call."""
+    rate = part_tokens / max(first_seconds, 1e-6)
+    left = round(first_seconds * (parts - 1))
+    when = f"{left // 60} min {left % 60} s" if left >= 60 else f"{left} s"
+    return (f"refine reads the input in about {parts:,} parts, a model call each: about {when} more "
+            f"(the first part took {first_seconds:.1f} s, {rate:,.0f} tokens/s)")
+
+
+def not_text_share(text: str) -> float:
+    """The share of ``text`` that is undecodable bytes (U+FFFD) or control characters."""
+    if not text:
+        return 0.0
+    bad = sum(ch == "\ufffd" or (ch < " " and ch not in "\n\r\t") for ch in text)
+    return bad / len(text)
 
 
 def _as_documents(chunks: list[Chunk], picked: list[int]) -> list[Document]:
