@@ -254,7 +254,8 @@ def test_a_find_all_instruction_works_through_every_part(tmp_path: Path) -> None
 def test_bench_needle_prints_the_grid_and_json(tmp_path: Path) -> None:
     import json
 
-    args = ["bench", "needle", "--sizes", "1k,3k", "--depths", "0,100", "--seeds", "1", "--ctx", "2048"]
+    args = ["bench", "needle", "--kinds", "exact", "--sizes", "1k,3k", "--depths", "0,100", "--seeds", "1",
+            "--ctx", "2048"]
     grid = run_askgpt([*args, "--filler", "synthetic"], timeout=300)
     assert grid.returncode == 0, grid.stderr
     text = grid.stdout.decode()

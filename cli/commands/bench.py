@@ -71,22 +71,31 @@ def bench_needle(
     sizes: Annotated[str, typer.Option("--sizes", metavar="LIST",
                                        help="Input sizes in tokens (k = 1,000).")] = "2k,8k,32k,128k",
     depths: Annotated[str, typer.Option("--depths", metavar="LIST",
-                                        help="Needle depths in %.")] = "0,10,20,30,40,50,60,70,80,90,100",
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Haystacks per cell.")] = 2,
+                                        help="Needle depths in % (exact's grid).")]
+    = "0,10,20,30,40,50,60,70,80,90,100",
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Haystacks per cell of exact's grid.")] = 2,
     fillers: Annotated[str, typer.Option("--filler", metavar="LIST",
                                          help="synthetic and/or prose (the stdlib's docstrings).")]
     = "synthetic,prose",
+    kinds: Annotated[str, typer.Option("--kinds", metavar="LIST",
+                                       help="all, or some of exact (the grid: the question repeats the fact), "
+                                            "paraphrase, distractors, multi-value, multi-query, aggregate "
+                                            "(worded apart from their facts, in prose filler).")] = "all",
+    trials: Annotated[int, typer.Option("--trials", min=1, metavar="N",
+                                        help="Haystacks per size for each kind but exact.")] = 4,
     ctx_size: Annotated[int, typer.Option("--ctx", min=256, metavar="N", help="Context size.")] = 4096,
     read_tokens: Annotated[int, typer.Option("--read-tokens", metavar="N", help="As for ask.")] = 1024,
-    as_json: Annotated[bool, typer.Option("--json", help="Print every cell as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print recall per kind and size, and every cell, "
+                                                             "as JSON.")] = False,
     plot: Annotated[str | None, typer.Option("--plot", metavar="PNG",
-                                             help="Draw the grid as a heatmap (needs matplotlib).")] = None,
+                                             help="Draw exact's grid as a heatmap and recall by kind "
+                                                  "(needs matplotlib).")] = None,
 ) -> None:
-    """Needle in a haystack: recall of a planted fact by input size and depth, through --strategy auto."""
+    """Needle in a haystack: recall of planted facts by kind, input size and depth, through --strategy auto."""
     run = state(ctx)
-    measure_needle(model=model, sizes=sizes, depths=depths, seeds=seeds, fillers=fillers, ctx=ctx_size,
-                   read_tokens=read_tokens, as_json=as_json, plot=plot, settings=run.settings,
-                   engine_factory=run.engine_factory, messages=Messages(sys.stderr, quiet=False))
+    measure_needle(model=model, sizes=sizes, depths=depths, seeds=seeds, fillers=fillers, kinds=kinds,
+                   trials=trials, ctx=ctx_size, read_tokens=read_tokens, as_json=as_json, plot=plot,
+                   settings=run.settings, engine_factory=run.engine_factory, messages=Messages(sys.stderr, quiet=False))
 
 
 @app.command("icl")
@@ -151,12 +160,13 @@ def parse_depths(text: str) -> list[float]:
     return depths
 
 
-def measure_needle(*, model: str | None, sizes: str, depths: str, seeds: int, fillers: str, ctx: int,
-               read_tokens: int, as_json: bool, plot: str | None, settings: Settings, engine_factory: EngineFactory,
-               messages: Messages) -> None:
+def measure_needle(*, model: str | None, sizes: str, depths: str, seeds: int, fillers: str, kinds: str,
+                   trials: int, ctx: int, read_tokens: int, as_json: bool, plot: str | None, settings: Settings,
+                   engine_factory: EngineFactory, messages: Messages) -> None:
     from askgpt.runtime.bench.needle import format_grid, plot_grid, run_needle
+    from askgpt.runtime.bench.needle_kinds import kind_list
 
-    size_list, depth_list = parse_sizes(sizes), parse_depths(depths)
+    size_list, depth_list, kind_choices = parse_sizes(sizes), parse_depths(depths), kind_list(kinds)
     filler_list = [f.strip() for f in fillers.split(",") if f.strip()]
     if not filler_list or set(filler_list) - {"synthetic", "prose"}:
         raise UsageError("--filler takes synthetic and/or prose")
@@ -165,7 +175,7 @@ def measure_needle(*, model: str | None, sizes: str, depths: str, seeds: int, fi
     try:
         with messages.progress() as progress:
             result = run_needle(engine, sizes=size_list, depths=depth_list, seeds=seeds, fillers=filler_list,
-                                config=LongContextConfig(read_tokens=read_tokens),
+                                config=LongContextConfig(read_tokens=read_tokens), kinds=kind_choices, trials=trials,
                                 progress=lambda done, total: progress("needle", done, total))
     finally:
         engine.close()
