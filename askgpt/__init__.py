@@ -7,11 +7,11 @@ imported on first use so that importing askgpt (and ``askgpt --help``) stays lig
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Assistant", "Chat", "Response", "__version__"]
+__all__ = ["Assistant", "Chat", "Citation", "Response", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"Assistant", "Chat", "Response"}:
+    if name in {"Assistant", "Chat", "Citation", "Response"}:
         from askgpt import assistant
 
         return getattr(assistant, name)

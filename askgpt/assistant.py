@@ -7,6 +7,9 @@
         for piece in r:                         # streamed as the model writes
             print(piece, end="")
         print(r.usage)                          # token counts and timings
+        r = a.ask("Who betrayed the captain?", files=["book.txt"], retrieval="hybrid")
+        for c in r.citations:                   # the evidence the model was given, with where it is
+            print(c.where, c.text)
         data = a.ask("A city and its country", schema={"city": "string", "country": "string"}).json()
         r = a.ask("The soup was cold.", labels=["positive", "negative"], calibrate=True)
         r.text(), r.scores.probabilities        # the label, and each label's probability
@@ -30,23 +33,29 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from askgpt.chat_session import ChatSession
-from askgpt.response import Response
+from askgpt.response import Citation, Response
 from askgpt.runtime.documents.inputs import load_examples, read_document
-from askgpt.runtime.documents.strategies import LongContextConfig, Progress
+from askgpt.runtime.documents.strategies import LongContextConfig, Progress, Retrieval
 from askgpt.runtime.engine.base import Engine, EngineConfig
 from askgpt.runtime.engine.kinds import EngineFactory
 from askgpt.runtime.icl.selection import Select
 from askgpt.runtime.models.registry import ModelRef
 from askgpt.runtime.prompting.generate import GenerationConfig
 from askgpt.runtime.prompting.request import Example, ImageBlock, Request, parse_example
-from askgpt.runtime.store.settings import Settings, generation_config, load_settings, system_prompt
-from askgpt.session import AskOptions, LoadOptions, Quiet, Session
+from askgpt.runtime.store.settings import (
+    Settings,
+    generation_config,
+    load_settings,
+    system_prompt,
+    vector_cache_folder,
+)
+from askgpt.session import AskOptions, LoadOptions, Quiet, Session, check_retrieval, citing
 
 if TYPE_CHECKING:
     from askgpt.vision.images import LoadedImage
     from askgpt.vision.pipeline import ImageReport, VisionConfig
 
-__all__ = ["Assistant", "Chat", "Response"]
+__all__ = ["Assistant", "Chat", "Citation", "Response"]
 
 Schema = dict[str, Any] | str
 
@@ -78,9 +87,12 @@ class Assistant:
             schema: Schema | None = None, max_tokens: int | None = None, temperature: float | None = None,
             strategy: str = "auto", labels: Sequence[str] | str | None = None, calibrate: bool = False,
             shots: int | None = None, select: str | Select | None = None, seed: int | None = None,
-            template: str | None = None) -> Response:
+            template: str | None = None, retrieval: str | Retrieval | None = None,
+            cite: bool | None = None) -> Response:
         """Ask one question. ``files`` are documents (longer ones go through ``strategy``,
-        as `askgpt --strategy`); ``examples`` are "IN => OUT" strings or (in, out) pairs, or
+        as `askgpt --strategy`, their evidence found by ``retrieval``: bm25|semantic|hybrid, as
+        --retrieval; `Response.citations` holds that evidence unless ``cite=False`` or the
+        config's ``cite = false``); ``examples`` are "IN => OUT" strings or (in, out) pairs, or
         the path of a JSONL file of them; ``schema`` constrains the answer to JSON (a dict, a
         JSON schema or shorthand text); ``template`` is a saved template's name (as -T).
 
@@ -99,7 +111,8 @@ class Assistant:
             max_tokens=max_tokens, temperature=temperature, strategy=strategy,
             labels=labels if labels is None or isinstance(labels, str) else tuple(labels), calibrate=calibrate,
             shots=shots, select=select.value if isinstance(select, Select) else select, seed=seed,
-            template=template, log=self._log)
+            template=template, log=self._log,
+            retrieval=retrieval.value if isinstance(retrieval, Retrieval) else retrieval, cite=cite)
         question = self._session.question(opts)
         try:
             response = question.answer()
@@ -126,12 +139,16 @@ class Assistant:
         return self._session.image_blocks(images, vision, mmproj=mmproj)
 
     def chat(self, *, system: str | None = None, examples: Sequence[str | tuple[str, str]] = (),
-             max_tokens: int | None = None, temperature: float | None = None) -> Chat:
-        """A conversation: each `Chat.ask` sees the earlier turns (kept in the model's cache)."""
+             max_tokens: int | None = None, temperature: float | None = None,
+             retrieval: str | Retrieval | None = None, cite: bool | None = None) -> Chat:
+        """A conversation: each `Chat.ask` sees the earlier turns (kept in the model's cache);
+        ``retrieval`` and ``cite`` as for `ask`."""
         config = generation_config(self._settings, max_tokens=max_tokens, temperature=temperature)
+        long_context = LongContextConfig(retrieval=check_retrieval(retrieval, self._settings),
+                                         vector_cache=vector_cache_folder(self._settings))
         session = ChatSession(self.engine, config, system=system_prompt(self._settings, system),
-                              examples=list(_examples(examples)))
-        return Chat(session)
+                              examples=list(_examples(examples)), long_context=long_context)
+        return Chat(session, cite=citing(cite, self._settings))
 
     def close(self) -> None:
         self._session.close()
@@ -146,14 +163,17 @@ class Assistant:
 class Chat:
     """A conversation on an `Assistant`'s model (`Assistant.chat`)."""
 
-    def __init__(self, session: ChatSession) -> None:
+    def __init__(self, session: ChatSession, *, cite: bool = True) -> None:
         self._session = session
+        self._cite = cite
 
     def ask(self, prompt: str, *, files: Sequence[str] = ()) -> Response:
         session = self._session
         session.documents.extend(read_document(f) for f in files)
         request = session.request(prompt)
-        return Response(session.ask(request), on_done=lambda answer: session.finish(request, answer))
+        answer = session.ask(request)
+        return Response(answer, report=session.report, cite=self._cite,
+                        on_done=lambda done: session.finish(request, done))
 
     @property
     def turns(self) -> int:

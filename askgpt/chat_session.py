@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from askgpt.conversation import fit_history
-from askgpt.runtime.documents.strategies import LongContext, LongContextConfig
+from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, LongContextReport
 from askgpt.runtime.engine.base import Engine
 from askgpt.runtime.errors import UsageError
 from askgpt.runtime.prompting.generate import Answer, GenerationConfig
@@ -80,6 +80,8 @@ class ChatSession:
     dropped_turns: int = 0  # oldest turns left out of the last prompt to fit the window
     schema: dict[str, Any] | None = None  # --json/--schema: every answer is JSON matching it
     instruction: Callable[[str], str] | None = None  # -T: a template's wording around each question
+    long_context: LongContextConfig = field(default_factory=LongContextConfig)  # --retrieval
+    report: LongContextReport | None = None  # what the long-document strategy did for the last question
 
     def request(self, text: str) -> Request:
         if self.instruction is not None:
@@ -95,7 +97,7 @@ class ChatSession:
         config = self.config
         if self.schema is not None:
             request, config = constrain(request, config, self.schema)
-        answer, _report = LongContext(self.engine, LongContextConfig()).answer(request, config)
+        answer, self.report = LongContext(self.engine, self.long_context).answer(request, config)
         return answer
 
     def finish(self, request: Request, answer: Answer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from askgpt.runtime.documents.strategies import LongContextReport
@@ -12,13 +13,24 @@ from askgpt.runtime.prompting.generate import Answer, Stats
 from askgpt.runtime.prompting.structured import check_json
 
 
+@dataclass(frozen=True)
+class Citation:
+    """A piece of the input the model was given as evidence: where it is ("report.txt, lines
+    12-14") and its text, exactly as the input has it (untrusted: data, not markup)."""
+
+    where: str
+    text: str
+
+
 class Response:
     """One answer: iterate for the text as it is generated (once), or call `text()`."""
 
     def __init__(self, answer: Answer, *, on_done: Callable[[Answer], None] | None = None,
-                 report: LongContextReport | None = None, warnings: list[str] | None = None) -> None:
+                 report: LongContextReport | None = None, warnings: list[str] | None = None,
+                 cite: bool = True) -> None:
         self._answer = answer
         self.report = report  # what a long-document strategy did (None: the documents fitted)
+        self._cite = cite  # False: --no-cite, cite=False or the config's cite = false
         # What the CLI would have said on stderr about this answer (the Python API prints nothing).
         self.warnings: list[str] = warnings if warnings is not None else []
         self._pieces: list[str] = []
@@ -47,6 +59,14 @@ class Response:
     def json(self) -> Any:
         """The answer parsed as JSON (`StructuredOutputError` if it is not)."""
         return check_json(self.text())
+
+    @property
+    def citations(self) -> tuple[Citation, ...]:
+        """The evidence the model was given from the input, with where it is, for checking the
+        answer; empty when the documents were read whole or citing is off."""
+        if not self._cite or self.report is None:
+            return ()
+        return tuple(Citation(where, text) for where, text in self.report.quotes)
 
     @property
     def usage(self) -> Stats | None:

@@ -24,7 +24,7 @@ from askgpt.conversation import exchange_of, fit_history, not_replayed, turns_of
 from askgpt.response import Response
 from askgpt.runtime.choices import choice
 from askgpt.runtime.documents.inputs import Inputs, collect_inputs, examples_of
-from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, Progress, Strategy
+from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, Progress, Retrieval, Strategy
 from askgpt.runtime.engine.base import Engine, EngineConfig
 from askgpt.runtime.engine.capabilities import image_urls_refused
 from askgpt.runtime.engine.kinds import EngineFactory, is_local, load_engine
@@ -44,6 +44,7 @@ from askgpt.runtime.store.settings import (
     generation_config,
     model_ref,
     system_prompt,
+    vector_cache_folder,
 )
 from askgpt.runtime.store.templates import Template, TemplateStore, apply_template, template_words
 
@@ -114,6 +115,8 @@ class AskOptions:
     share_location: bool = False  # --share-location: a photo's GPS position to a served model too
     strategy: str = "auto"
     read_tokens: int = 1024
+    retrieval: str | None = None  # --retrieval bm25|semantic|hybrid; None: the config's, else automatic
+    cite: bool | None = None  # --cite/--no-cite: the evidence after the answer; None: the config's
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
@@ -167,6 +170,8 @@ class ChatOptions:
     schema: str | None = None  # --schema FILE|JSON: ... matching this schema
     stats: bool = False  # --stats: token counts and speed after each answer
     log: bool = True
+    retrieval: str | None = None  # as AskOptions'
+    cite: bool | None = None  # as AskOptions'
 
     @property
     def load(self) -> LoadOptions:
@@ -193,6 +198,20 @@ def check_kv_type(value: str) -> str:
 
 def check_strategy(value: str | Strategy) -> Strategy:
     return choice(Strategy, value, "--strategy")
+
+
+def check_retrieval(value: str | Retrieval | None, settings: Settings) -> Retrieval | None:
+    """--retrieval, else the config's ``retrieval``; None leaves the choice to the strategies
+    (hybrid where the embedding model is present, else bm25)."""
+    if value is not None:
+        return choice(Retrieval, value, "--retrieval")
+    configured = settings.defaults.retrieval
+    return None if configured is None else choice(Retrieval, configured, "the config's retrieval")
+
+
+def citing(given: bool | None, settings: Settings) -> bool:
+    """Whether the evidence the model was given follows the answer: --cite/--no-cite, else the config's."""
+    return settings.defaults.cite if given is None else given
 
 
 def check_vision_options(opts: AskOptions, settings: Settings) -> None:
@@ -276,7 +295,9 @@ class Session:
                 *, progress: Progress | None = None) -> Response:
         """Answer a built `Request`; documents longer than the model reads well go through
         the long-document strategies."""
-        context = LongContext(self.engine, long_context or LongContextConfig(), progress=progress,
+        long_context = long_context or LongContextConfig(retrieval=check_retrieval(None, self.settings),
+                                                         vector_cache=vector_cache_folder(self.settings))
+        context = LongContext(self.engine, long_context, progress=progress,
                               notify=self.notifier.warn)
         answer, report = context.answer(request, config)
         return Response(answer, report=report)
@@ -332,8 +353,10 @@ def _icl(opts: AskOptions, template: Template | None) -> IclOptions:
 class Question:
     """One ask, prepared by a `Session`: what `askgpt ask` renders and `Assistant.ask` returns."""
 
-    def __init__(self, session: Session, opts: AskOptions, inputs: Inputs, plan: IclPlan, strategy: Strategy) -> None:
+    def __init__(self, session: Session, opts: AskOptions, inputs: Inputs, plan: IclPlan, strategy: Strategy,
+                 retrieval: Retrieval | None = None) -> None:
         self.session, self.opts, self.plan = session, opts, plan
+        self.cite = citing(opts.cite, session.settings)
         self._inputs = inputs
         notifier = session.notifier
         self.log = ConversationLogger.for_ask(opts, session.settings, notifier, plan)
@@ -344,7 +367,8 @@ class Question:
         self.schema = schema_of(opts)
         if self.schema is not None:
             request, self.config = constrain(request, self.config, self.schema)
-        self.long_context = LongContextConfig(strategy=strategy, read_tokens=opts.read_tokens)
+        self.long_context = LongContextConfig(strategy=strategy, read_tokens=opts.read_tokens, retrieval=retrieval,
+                                              vector_cache=vector_cache_folder(session.settings))
         engine = session.engine
         info = engine.info
         if request.history:
@@ -364,6 +388,7 @@ class Question:
         # Every option is checked before anything is read or loaded, used or not.
         settings = session.settings
         strategy = check_strategy(opts.strategy)
+        retrieval = check_retrieval(opts.retrieval, settings)
         if not opts.images:
             check_vision_options(opts, settings)
         template = _template(session, opts)
@@ -384,7 +409,7 @@ class Question:
             plan = plan_request(request, icl)
             if plan.labels_from_examples and plan.labels is not None:
                 session.notifier.warn(f"labels from the examples: {', '.join(plan.labels)}")
-            return cls(session, opts, replace(inputs, request=plan.request), plan, strategy)
+            return cls(session, opts, replace(inputs, request=plan.request), plan, strategy, retrieval)
         except BaseException:
             inputs.cleanup()
             raise
@@ -416,7 +441,7 @@ class Question:
         if response.note:
             session.notifier.warn(response.note)
         attachments = self.vision.attachments() if self.vision is not None else ()
-        response = Response(response.answer, report=report,
+        response = Response(response.answer, report=report, cite=self.cite,
                             on_done=lambda answer: self._done(answer, attachments))
         self.response = response
         return response
@@ -567,10 +592,13 @@ def open_chat(session: Session, opts: ChatOptions) -> ChatSession:
     template = TemplateStore(settings.paths.templates_dir).get(opts.template) if opts.template else None
     schema = schema_of(AskOptions(schema=opts.schema, json_object=opts.json_object))
     config = generation_config(settings, max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed)
+    long_context = LongContextConfig(retrieval=check_retrieval(opts.retrieval, settings),
+                                     vector_cache=vector_cache_folder(settings))
     examples = [*(template.examples if template is not None else ()), *examples_of(opts.examples, opts.examples_file)]
     system = system_prompt(settings, opts.system)
     if template is not None and opts.system is None and template.system is not None:
         system = template.system
     chat = ChatSession(session.engine, config, system=system, examples=examples, schema=schema,
-                       instruction=template.instruction if template is not None else None)
+                       instruction=template.instruction if template is not None else None,
+                       long_context=long_context)
     return chat

@@ -16,7 +16,7 @@ import argparse
 import random
 import time
 
-from askgpt.cli.terminal.render import format_quotes
+from askgpt.cli.terminal.render import format_citations
 from askgpt.runtime.bench.needle import haystack
 from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, Strategy
 from askgpt.runtime.engine.base import EngineConfig
@@ -61,7 +61,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     assert report is not None
     # What the user sees: the model's answer, then the key sentences quoted from the input.
-    summary = written + format_quotes(report.quotes)
+    summary = written + format_citations(report.quotes)
     kept = [value for _, value in FACTS if value.lower() in summary.lower()]
     by_model = [value for _, value in FACTS if value.lower() in written.lower()]
     print(report.line())

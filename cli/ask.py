@@ -12,10 +12,10 @@ from askgpt.cli.terminal.render import (
     AnswerSink,
     Messages,
     format_cache_events,
-    format_quotes,
     format_stats,
     make_sink,
     stream_answer,
+    write_citations,
 )
 from askgpt.cli.terminal.text import neutralize
 from askgpt.response import Response
@@ -107,10 +107,10 @@ def run_ask(opts: AskOptions, *, settings: Settings, engine_factory: EngineFacto
 
 def _render(opts: AskOptions, q: Question, streams: Streams, messages: Messages) -> None:
     response = q.answer()
-    answer, report, schema = response.answer, response.report, q.schema
+    answer, schema = response.answer, q.schema
     # JSON, extracted code and labels go out as they are, never rendered as Markdown.
-    sink = _CheckedSink(make_sink(streams.stdout, markdown=streams.stdout_is_terminal and schema is None
-                                  and not opts.extract and q.plan.labels is None))
+    plain = schema is None and not opts.extract and q.plan.labels is None  # not JSON, a code block, a label
+    sink = _CheckedSink(make_sink(streams.stdout, markdown=streams.stdout_is_terminal and plain))
     # One generator for the whole answer, closed below however writing ends: a reader that
     # went away (`| head -c 20`) then stops it as Ctrl-C does, and it is logged the same way.
     pieces = iter(response)
@@ -121,9 +121,8 @@ def _render(opts: AskOptions, q: Question, streams: Streams, messages: Messages)
             stream_answer(pieces, sink, waiting=messages.status("Reading the prompt…"))
         else:  # lazily, so the spinner covers the whole generation
             stream_answer(_whole(pieces, schema is not None), sink, waiting=messages.status("Writing the answer…"))
-        if report is not None and report.quotes:
-            quotes = format_quotes(report.quotes)
-            _write(streams.stdout, neutralize(quotes) if streams.stdout_is_terminal else quotes)
+        if response.citations:
+            _cite(response, streams, messages, to_stdout=streams.stdout_is_terminal and plain)
     finally:
         pieces.close()  # type: ignore[attr-defined]
         if opts.stats and answer.stats is not None:
@@ -135,6 +134,21 @@ def _render(opts: AskOptions, q: Question, streams: Streams, messages: Messages)
         messages.warn("stopped early: the answer started repeating itself")
     elif stats is not None and stats.stop_reason is StopReason.LENGTH:
         messages.warn(f"stopped at the {q.config.max_tokens}-token limit (raise it with -n)")
+
+
+def _cite(response: Response, streams: Streams, messages: Messages, *, to_stdout: bool) -> None:
+    """The evidence after the answer: on stdout when it is a terminal (dimmed), else on stderr,
+    so a script's stdout holds only the answer (and JSON stays JSON) while a person still sees them."""
+    citations = [(c.where, c.text) for c in response.citations]
+    if not to_stdout:
+        messages.citations(citations)
+        return
+    try:
+        write_citations(streams.stdout, citations, terminal=True)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _output_error(exc) from exc
 
 
 def _stats(q: Question, response: Response, messages: Messages) -> None:

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TextIO
 
 from askgpt.chat_session import MULTILINE, ChatSession, Command, help_text, parse_line
-from askgpt.cli.terminal.render import Messages, format_error, format_stats, make_sink, stream_answer
+from askgpt.cli.terminal.render import (
+    Messages,
+    format_error,
+    format_stats,
+    make_sink,
+    stream_answer,
+    write_citations,
+)
 from askgpt.runtime.documents.inputs import read_document
 from askgpt.runtime.engine.kinds import EngineFactory
 from askgpt.runtime.errors import AskgptError
@@ -23,7 +30,7 @@ from askgpt.runtime.files import atomic_write, atomic_write_with, private_folder
 from askgpt.runtime.prompting.generate import Answer
 from askgpt.runtime.prompting.structured import check_json
 from askgpt.runtime.store.settings import Settings
-from askgpt.session import AskOptions, ChatOptions, ConversationLogger, Session, VisionStep, open_chat
+from askgpt.session import AskOptions, ChatOptions, ConversationLogger, Session, VisionStep, citing, open_chat
 
 PROMPT = "askgpt> "
 MORE = "....... "
@@ -92,6 +99,7 @@ class _Repl:
         self.chat, self.session, self.opts, self.messages, self.stdout = chat, session, opts, messages, stdout
         self.lines = _Lines(session.settings.paths.data_dir / "chat_history")
         self.log = ConversationLogger(session.settings, messages, log=opts.log)
+        self.cite = citing(opts.cite, session.settings)
         self.last: Answer | None = None
 
     def loop(self) -> None:
@@ -128,6 +136,7 @@ class _Repl:
         sink = make_sink(self.stdout, markdown=self.stdout.isatty() and chat.schema is None)
         try:
             stream_answer(answer, sink, waiting=self.messages.status("Reading the prompt…"))
+            self._cite()
         except KeyboardInterrupt:  # stop this answer, keep the session
             self.stdout.write("\n")
             self.messages.line("(stopped)")
@@ -138,6 +147,17 @@ class _Repl:
             self._stats("")
         if chat.schema is not None and answer.stats is not None:
             check_json(answer.emitted)  # a cut-off object is an error line, and the session goes on
+
+    def _cite(self) -> None:
+        """The evidence the answer was given, as `askgpt ask` shows it: on a terminal stdout
+        (dimmed), else on stderr; JSON answers keep stdout to themselves."""
+        report = self.chat.report
+        if not self.cite or report is None or not report.quotes:
+            return
+        if self.stdout.isatty() and self.chat.schema is None:
+            write_citations(self.stdout, report.quotes, terminal=True)
+        else:
+            self.messages.citations(report.quotes)
 
     def command(self, command: Command) -> None:
         handlers: dict[str, Callable[[str], None]] = {

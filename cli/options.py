@@ -16,7 +16,7 @@ import typer
 
 from askgpt.cli.boundary import click_module, usage_error
 from askgpt.runtime.choices import choice as parse_choice
-from askgpt.runtime.documents.strategies import Strategy
+from askgpt.runtime.documents.strategies import Retrieval, Strategy
 from askgpt.runtime.engine.kv import KvType
 from askgpt.runtime.errors import AskgptError, UsageError
 from askgpt.runtime.icl.selection import Select
@@ -191,6 +191,16 @@ StrategyOpt = Annotated[Strategy, typer.Option(
          "carries an answer through the parts.")]
 ReadTokensOpt = Annotated[int, typer.Option(
     "--read-tokens", metavar="N", help="Document tokens the model reads well at once; more goes through --strategy.")]
+RetrievalOpt = Annotated[Retrieval | None, typer.Option(
+    "--retrieval", **choice(Retrieval, "--retrieval"),
+    help="How a question's evidence is found in long documents: bm25 by its words, semantic by its "
+         "meaning (sentence embeddings), hybrid by both [default: the config's retrieval, else hybrid "
+         "where the embedding model is present, else bm25].", show_default=False)]
+CiteOpt = Annotated[bool | None, typer.Option(
+    "--cite/--no-cite",
+    help="After the answer, list under \"Sources:\" the parts of the documents the model was given, "
+         "with their lines: on stdout when it is a terminal, else on stderr [default: the config's "
+         "cite, else on].", show_default=False)]
 
 # --- sampling and in-context learning ------------------------------------------------------------------
 TemperatureOpt = Annotated[float | None, typer.Option(

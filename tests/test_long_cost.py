@@ -17,6 +17,7 @@ from askgpt.runtime.documents.strategies import (
     LongContext,
     LongContextConfig,
     LongContextReport,
+    Retrieval,
     Strategy,
     is_vague_question,
     not_text_share,
@@ -96,16 +97,18 @@ def test_a_vague_question_about_a_document_on_disk_reads_only_its_opening_and_ke
 
 
 def test_a_question_no_part_matches_reads_every_part_only_within_the_budget() -> None:
+    # Words alone (bm25): with the embedding model, some passage is always nearest in meaning.
     question = "Qwzx flurble?"  # shares no word with any part
-    engine, report = answer(prose(4_000), question)  # about 4 parts of 1,024 tokens: within 8
+    words = LongContextConfig(retrieval=Retrieval.BM25)
+    engine, report = answer(prose(4_000), question, words)  # about 4 parts of 1,024 tokens: within 8
     extracts = [p for p in engine.prompts if "Copy the sentences" in p]
     assert report.strategy is Strategy.RETRIEVE and len(extracts) == report.chunks >= 3
     for tokens in (30_000, 100_000):
-        engine, report = answer(prose(tokens), question)
+        engine, report = answer(prose(tokens), question, words)
         assert len(engine.prompts) == 1 and report.strategy is Strategy.MAP_REDUCE
         assert "--strategy refine" in report.reason
     # The budget is a setting: raised, the same input is read part by part again.
-    engine, report = answer(prose(30_000), question, LongContextConfig(chunk_calls=100))
+    engine, report = answer(prose(30_000), question, LongContextConfig(chunk_calls=100, retrieval=Retrieval.BM25))
     assert report.strategy is Strategy.RETRIEVE and len(engine.prompts) > 25
 
 

@@ -14,12 +14,13 @@ from askgpt.cli.options import (
     FiguresJsonOpt,
     MeasuredModelOpt,
     QuietOpt,
+    RetrievalOpt,
     RoundsOpt,
     complete_models,
 )
 from askgpt.cli.state import state
 from askgpt.cli.terminal.render import Messages, print_result
-from askgpt.runtime.documents.strategies import LongContextConfig
+from askgpt.runtime.documents.strategies import LongContextConfig, Retrieval
 from askgpt.runtime.engine.base import EngineConfig
 from askgpt.runtime.engine.kinds import EngineFactory
 from askgpt.runtime.errors import UsageError
@@ -85,6 +86,7 @@ def bench_needle(
                                         help="Haystacks per size for each kind but exact.")] = 4,
     ctx_size: Annotated[int, typer.Option("--ctx", min=256, metavar="N", help="Context size.")] = 4096,
     read_tokens: Annotated[int, typer.Option("--read-tokens", metavar="N", help="As for ask.")] = 1024,
+    retrieval: RetrievalOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print recall per kind and size, and every cell, "
                                                              "as JSON.")] = False,
     plot: Annotated[str | None, typer.Option("--plot", metavar="PNG",
@@ -94,8 +96,9 @@ def bench_needle(
     """Needle in a haystack: recall of planted facts by kind, input size and depth, through --strategy auto."""
     run = state(ctx)
     measure_needle(model=model, sizes=sizes, depths=depths, seeds=seeds, fillers=fillers, kinds=kinds,
-                   trials=trials, ctx=ctx_size, read_tokens=read_tokens, as_json=as_json, plot=plot,
-                   settings=run.settings, engine_factory=run.engine_factory, messages=Messages(sys.stderr, quiet=False))
+                   trials=trials, ctx=ctx_size, read_tokens=read_tokens, retrieval=retrieval, as_json=as_json,
+                   plot=plot, settings=run.settings, engine_factory=run.engine_factory,
+                   messages=Messages(sys.stderr, quiet=False))
 
 
 @app.command("icl")
@@ -162,10 +165,12 @@ def parse_depths(text: str) -> list[float]:
 
 def measure_needle(*, model: str | None, sizes: str, depths: str, seeds: int, fillers: str, kinds: str,
                    trials: int, ctx: int, read_tokens: int, as_json: bool, plot: str | None, settings: Settings,
-                   engine_factory: EngineFactory, messages: Messages) -> None:
+                   engine_factory: EngineFactory, messages: Messages, retrieval: Retrieval | None = None) -> None:
     from askgpt.runtime.bench.needle import format_grid, plot_grid, run_needle
     from askgpt.runtime.bench.needle_kinds import kind_list
+    from askgpt.session import check_retrieval
 
+    kind_of_retrieval = check_retrieval(retrieval, settings)  # as for ask: the option, else the config's
     size_list, depth_list, kind_choices = parse_sizes(sizes), parse_depths(depths), kind_list(kinds)
     filler_list = [f.strip() for f in fillers.split(",") if f.strip()]
     if not filler_list or set(filler_list) - {"synthetic", "prose"}:
@@ -175,7 +180,8 @@ def measure_needle(*, model: str | None, sizes: str, depths: str, seeds: int, fi
     try:
         with messages.progress() as progress:
             result = run_needle(engine, sizes=size_list, depths=depth_list, seeds=seeds, fillers=filler_list,
-                                config=LongContextConfig(read_tokens=read_tokens), kinds=kind_choices, trials=trials,
+                                config=LongContextConfig(read_tokens=read_tokens, retrieval=kind_of_retrieval),
+                                kinds=kind_choices, trials=trials,
                                 progress=lambda done, total: progress("needle", done, total))
     finally:
         engine.close()

@@ -10,13 +10,16 @@ import typer
 from askgpt.cli.options import (
     ChatEndpointOpt,
     ChatModelOpt,
+    CiteOpt,
     ExamplesFileOpt,
     JsonObjectOpt,
+    RetrievalOpt,
     SchemaOpt,
     ShortExampleOpt,
     StatsOpt,
     TemplateOpt,
     checked_option,
+    choice_value,
 )
 from askgpt.cli.state import state
 from askgpt.cli.terminal.render import Messages
@@ -48,6 +51,8 @@ def chat_command(
                                              show_default=False)] = None,
     json_object: JsonObjectOpt = False,
     schema: SchemaOpt = None,
+    retrieval: RetrievalOpt = None,
+    cite: CiteOpt = None,
     stats: StatsOpt = False,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log the turns.")] = False,
 ) -> None:
@@ -61,5 +66,5 @@ def chat_command(
                          files=tuple(files or ()), images=tuple(images or ()), ctx=ctx_size,
                          max_tokens=max_tokens, temperature=temperature, log=not no_log,
                          template=template, seed=seed, examples_file=examples_file, stats=stats, schema=schema,
-                         json_object=json_object),
+                         json_object=json_object, retrieval=choice_value(retrieval), cite=cite),
              settings=run.settings, engine_factory=run.engine_factory, messages=Messages(sys.stderr, quiet=False))

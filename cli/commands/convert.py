@@ -54,7 +54,7 @@ def convert_hf(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Convert a Llama-family or Phi-3 checkpoint (safetensors) to GGUF, quantizing if asked."""
+    """Convert a Llama-family, Phi-3 or BERT (embedding) checkpoint (safetensors) to GGUF, quantizing if asked."""
     from askgpt.convert.hf.convert import convert_hf as convert
     from askgpt.runtime.engine.llama.tools import quantize_gguf
     from askgpt.runtime.models.filetypes import output_type

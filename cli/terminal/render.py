@@ -96,10 +96,38 @@ def print_result(data: dict[str, Any], text: str, *, as_json: bool) -> None:
         print(text)
 
 
-def format_quotes(quotes: Sequence[tuple[str, str]]) -> str:
-    """Sentences quoted from the input (map-reduce), after the model's answer."""
-    lines = "".join(f"- [{where}] {text}\n" for where, text in quotes)
-    return f"\nKey sentences, quoted from the input:\n{lines}"
+CITATION_CHARS = 300  # a citation's text past this is cut, with an ellipsis: one readable line each
+
+
+def format_citations(citations: Sequence[tuple[str, str]]) -> str:
+    """The evidence the model was given, after its answer: a blank line, "Sources:", then
+    ``- [where] text``, one citation per line (its line breaks become spaces)."""
+    lines = "".join(f"- [{where}] {_one_line(text)}\n" for where, text in citations)
+    return f"\nSources:\n{lines}"
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return flat if len(flat) <= CITATION_CHARS else flat[:CITATION_CHARS - 1].rstrip() + "\u2026"
+
+
+def write_citations(stream: TextIO, citations: Sequence[tuple[str, str]], *, terminal: bool) -> None:
+    """`format_citations` to ``stream``: on a terminal dimmed (they are not the answer) and
+    neutralized (a document's escape sequences stay inert); elsewhere as they are."""
+    text = format_citations(citations)
+    if not terminal:
+        stream.write(text)
+        stream.flush()
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    from askgpt.cli.terminal.text import neutralize
+
+    # A Text, never markup: "[where]" and the document's own brackets print as they are.
+    console = Console(file=stream, force_terminal=True, soft_wrap=True, highlight=False, emoji=False)
+    console.print(Text(neutralize(text), style="dim"), end="")
+    stream.flush()
 
 
 def format_error(error: AskgptError) -> str:
@@ -122,6 +150,11 @@ class Messages:
         """Text as it comes (llama.cpp's log lines carry their own newlines)."""
         self._stderr.write(text)
         self._stderr.flush()
+
+    def citations(self, citations: Sequence[tuple[str, str]]) -> None:
+        """Citations on stderr (stdout is not a terminal, or holds JSON): shown even when quiet,
+        since only --no-cite turns them off."""
+        write_citations(self._stderr, citations, terminal=self._stderr.isatty())
 
     def warn(self, text: str) -> None:
         if not self.quiet:

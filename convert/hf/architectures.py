@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from askgpt.convert.hf.base import ModelConverter
+from askgpt.convert.hf.bert import BertConverter, BertForMaskedLMConverter
 from askgpt.convert.hf.config import CheckpointUsageError, architecture_of, read_config_json
 from askgpt.convert.hf.llama import LlamaConverter
 from askgpt.convert.hf.phi3 import Phi3Converter
 
-CONVERTERS: dict[str, type[ModelConverter[Any]]] = {c.hf_architecture: c for c in (LlamaConverter, Phi3Converter)}
+CONVERTERS: dict[str, type[ModelConverter[Any]]] = {
+    c.hf_architecture: c for c in (LlamaConverter, Phi3Converter, BertConverter, BertForMaskedLMConverter)}
 SUPPORTED = tuple(CONVERTERS)
 
 

@@ -31,6 +31,7 @@ class PlannedTensor:
     source_name: str = ""  # the checkpoint's tensor, or
     made: np.ndarray | None = None  # a tensor computed from the config (rope factors)
     transform: Transform | None = None  # applied to the checkpoint's tensor as it is read
+    f32: bool = False  # stored as float32 whatever the output type (llama.cpp adds it to f32 activations)
 
     def load(self, source: TensorSource) -> np.ndarray:
         if self.made is not None:
@@ -83,19 +84,41 @@ class ModelConverter(Generic[C]):
         """Tensors computed from the config rather than read from the checkpoint."""
         return []
 
+    def checkpoint_name(self, name: str) -> str | None:
+        """The name to look ``name`` up under in the tensor name map, or None to leave the
+        tensor out (one llama.cpp recomputes or never uses)."""
+        return None if name.endswith("rotary_emb.inv_freq") else name  # from rope.freq_base
+
+    def stays_f32(self, gguf_name: str) -> bool:
+        """Whether a 2-D tensor must stay float32 in a float16/bfloat16 file (1-D ones always do)."""
+        return False
+
+    def add_norm_and_position(self, w: Any) -> None:
+        """The normalisation epsilon and the position encoding's key-values (RMSNorm and
+        rotary positions for decoders)."""
+        w.add_layer_norm_rms_eps(self.cfg.rms_eps)
+        w.add_rope_freq_base(self.cfg.rope_theta)
+
     def add_metadata(self, writer: Any) -> None:
         """This architecture's own key-values, written after the common ones."""
+
+    def add_tokenizer_flags(self, w: Any, vocab: Vocabulary, add_special: dict[str, bool]) -> None:
+        """Tokenizer flags the tokenizer files may leave unsaid (``add_special``: what they said)."""
+        if "bos" not in add_special:  # SentencePiece models expect BOS; byte-level BPE ones mostly not
+            w.add_add_bos_token(vocab.model == "llama")
 
     def plan_tensors(self, source: TensorSource) -> list[PlannedTensor]:
         tmap = self.tensor_name_map()
         planned: list[PlannedTensor] = []
         for name in source.names():
-            if name.endswith("rotary_emb.inv_freq"):
-                continue  # recomputed by llama.cpp from rope.freq_base
-            new = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
+            key = self.checkpoint_name(name)
+            if key is None:
+                continue
+            new = tmap.get_name(key, try_suffixes=(".weight", ".bias"))
             if new is None:
                 raise CheckpointError(f"tensor {name} has no GGUF name for {self.cfg.architecture}")
-            planned.append(PlannedTensor(new, source.shape(name), name, transform=self.transform(name)))
+            planned.append(PlannedTensor(new, source.shape(name), name, transform=self.transform(name),
+                                         f32=self.stays_f32(new)))
         if "token_embd.weight" not in {p.gguf_name for p in planned}:
             raise CheckpointError("the checkpoint has no token embedding (model.embed_tokens.weight)")
         return planned + self.extra_tensors()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from askgpt.convert.hf.architectures import read_config
-from askgpt.convert.hf.base import ModelConverter
+from askgpt.convert.hf.base import ModelConverter, PlannedTensor
 from askgpt.convert.hf.config import CheckpointUsageError
 from askgpt.convert.hf.tokenizer import Vocabulary
 from askgpt.convert.quantize import (
@@ -72,13 +72,14 @@ def open_checkpoint(folder: Path, *, trust_pickle: bool) -> TensorSource:
     return source
 
 
-def _storage(shape: tuple[int, ...], out_type: str) -> tuple[Any, np.dtype, int]:
+def _storage(planned: PlannedTensor, out_type: str) -> tuple[Any, np.dtype, int]:
     """(ggml type, numpy dtype of the stored bytes, bytes) for a tensor: 1-D tensors (norms,
-    rope factors) stay f32 as llama.cpp requires."""
+    rope factors) and those the converter names stay f32 as llama.cpp requires."""
     import gguf
 
+    shape = planned.shape
     count = int(np.prod(shape))
-    if len(shape) == 1 or out_type == "F32":
+    if len(shape) == 1 or out_type == "F32" or planned.f32:
         return gguf.GGMLQuantizationType.F32, np.dtype(np.float32), count * 4
     if out_type == "BF16":
         return gguf.GGMLQuantizationType.BF16, np.dtype(np.uint16), count * 2
@@ -120,7 +121,7 @@ def write_gguf(folder: Path, out: Path, out_type: str, *, trust_pickle: bool = F
                               f"{embd.shape[0]} rows")
     writer = gguf.GGUFWriter(str(out), gguf.MODEL_ARCH_NAMES[converter.gguf_arch])
     write_metadata(writer, converter, vocab, folder, out_type)
-    stored = [(p, *_storage(p.shape, out_type)) for p in planned]
+    stored = [(p, *_storage(p, out_type)) for p in planned]
     for p, ggml_type, dtype, nbytes in stored:
         writer.add_tensor_info(p.gguf_name, p.shape, dtype, nbytes, raw_dtype=ggml_type)
     writer.write_header_to_file()
@@ -203,8 +204,7 @@ def write_metadata(w: Any, converter: ModelConverter[Any], vocab: Vocabulary, fo
     w.add_feed_forward_length(cfg.n_ff)
     w.add_head_count(cfg.n_head)
     w.add_head_count_kv(cfg.n_head_kv)
-    w.add_layer_norm_rms_eps(cfg.rms_eps)
-    w.add_rope_freq_base(cfg.rope_theta)
+    converter.add_norm_and_position(w)
     w.add_vocab_size(len(vocab.tokens))
     converter.add_metadata(w)
     w.add_tokenizer_model(vocab.model)
@@ -217,5 +217,6 @@ def write_metadata(w: Any, converter: ModelConverter[Any], vocab: Vocabulary, fo
     if vocab.model == "gpt2" and not special.merges:
         raise CheckpointUsageError(f"the tokenizer in {folder} has no merges")
     special.add_to_gguf(w, quiet=True)
-    if "bos" not in special.add_special_token:
-        w.add_add_bos_token(vocab.model == "llama")  # SentencePiece models expect BOS; byte-level BPE ones mostly not
+    for key, value in vocab.flags:
+        w.add_bool(key, value)
+    converter.add_tokenizer_flags(w, vocab, dict(special.add_special_token))

@@ -1,4 +1,4 @@
-"""A checkpoint's tokenizer as GGUF wants it: tokenizer.json (byte-level BPE) or
+"""A checkpoint's tokenizer as GGUF wants it: tokenizer.json (byte-level BPE or WordPiece) or
 tokenizer.model (SentencePiece)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ class Vocabulary:
     tokens: list[bytes]
     scores: list[float]
     types: list[int]
+    flags: tuple[tuple[str, bool], ...] = ()  # further boolean tokenizer key-values (the normaliser's)
 
 
 # llama.cpp picks its pre-tokenizer regex by name; these are the shapes of tokenizer.json's
@@ -42,16 +43,22 @@ def pre_tokenizer_name(tok: dict[str, Any]) -> str:
         hint="a wrong pre-tokenizer silently degrades the model, so askgpt stops here")
 
 
+def read_tokenizer_json(folder: Path) -> dict[str, Any]:
+    """tokenizer.json's content ({} when the folder has none)."""
+    tok_json = folder / "tokenizer.json"
+    if not tok_json.is_file():
+        return {}
+    try:
+        return dict(json.loads(tok_json.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointUsageError(f"cannot read {tok_json}: {exc}") from exc
+
+
 def read_vocabulary(folder: Path, vocab_size: int) -> Vocabulary:
     import gguf
 
     tok_json = folder / "tokenizer.json"
-    tok: dict[str, Any] = {}
-    if tok_json.is_file():
-        try:
-            tok = json.loads(tok_json.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointUsageError(f"cannot read {tok_json}: {exc}") from exc
+    tok = read_tokenizer_json(folder)
     model = tok.get("model", {})
     if model.get("type") == "BPE" and not model.get("byte_fallback"):
         by_id = {int(i): t for t, i in model["vocab"].items()}
@@ -95,3 +102,64 @@ def _sentencepiece_vocabulary(folder: Path, vocab_size: int) -> Vocabulary:
         scores.append(-1000.0)
         types.append(int(gguf.TokenType.UNUSED))
     return Vocabulary("llama", "default", tokens, scores, types)
+
+
+# llama.cpp's WordPiece ("bert") tokenizer always splits like BertPreTokenizer (whitespace, then
+# punctuation and CJK characters); only the normaliser's two switches are read from the file.
+NORMALIZER_LOWERCASE = "tokenizer.ggml.normalizer.lowercase"
+NORMALIZER_STRIP_ACCENTS = "tokenizer.ggml.normalizer.strip_accents"
+
+
+def _bert_normalizer_flags(tok: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
+    norm = tok.get("normalizer")
+    if norm is None:
+        return ((NORMALIZER_LOWERCASE, False), (NORMALIZER_STRIP_ACCENTS, False))
+    if norm.get("type") != "BertNormalizer":
+        raise CheckpointUsageError(f"unsupported WordPiece normalizer {json.dumps(norm)[:120]}",
+                                   hint="askgpt converts BertNormalizer WordPiece tokenizers")
+    lower = bool(norm.get("lowercase", True))
+    strip = norm.get("strip_accents")
+    return ((NORMALIZER_LOWERCASE, lower), (NORMALIZER_STRIP_ACCENTS, lower if strip is None else bool(strip)))
+
+
+def phantom_space(piece: str) -> str:
+    """llama.cpp's WordPiece vocabulary marks word starts instead of continuations: "##ing"
+    becomes "ing" and a whole word "play" becomes "\u2581play"."""
+    return piece[2:] if piece.startswith("##") else "\u2581" + piece
+
+
+def read_wordpiece(folder: Path, vocab_size: int) -> Vocabulary:
+    """tokenizer.json's WordPiece vocabulary (BERT) as llama.cpp's "bert" tokenizer model."""
+    import gguf
+
+    tok = read_tokenizer_json(folder)
+    model = tok.get("model", {})
+    if model.get("type") != "WordPiece":
+        kind = model.get("type") if tok else "none"
+        raise CheckpointUsageError(f"{folder} has no WordPiece tokenizer.json (found {kind})",
+                                   hint="a BERT model needs its tokenizer.json")
+    if model.get("continuing_subword_prefix", "##") != "##":
+        raise CheckpointUsageError("a WordPiece subword prefix other than ## is not supported")
+    pre = (tok.get("pre_tokenizer") or {}).get("type", "BertPreTokenizer")
+    if pre != "BertPreTokenizer":
+        raise CheckpointUsageError(f"unsupported WordPiece pre-tokenizer {pre}",
+                                   hint="llama.cpp splits BERT input as BertPreTokenizer does")
+    by_id = {int(i): t for t, i in model["vocab"].items()}
+    added = {int(a["id"]): a for a in tok.get("added_tokens", [])}
+    size = max(vocab_size, max(by_id) + 1, max(added, default=-1) + 1)
+    tokens, types = [], []
+    for i in range(size):
+        if i in added and added[i].get("special"):  # [CLS], [SEP], ...: matched whole, never split
+            tokens.append(added[i]["content"])
+            types.append(gguf.TokenType.CONTROL)
+        elif i in added:
+            tokens.append(phantom_space(added[i]["content"]))
+            types.append(gguf.TokenType.USER_DEFINED)
+        elif i in by_id:
+            tokens.append(phantom_space(by_id[i]))
+            types.append(gguf.TokenType.NORMAL)
+        else:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+    return Vocabulary("bert", "default", [t.encode("utf-8") for t in tokens], [0.0] * size,
+                      [int(t) for t in types], _bert_normalizer_flags(tok))

@@ -59,6 +59,8 @@ class Cell:
     kind: str = NeedleKind.EXACT.value
     hits: int = 0  # values the answer names (0 if it names a look-alike's value)
     expected: int = 1  # values asked for
+    question: str = ""
+    answer: str = ""  # the model's answer, to read why a cell failed (in --json)
 
 
 @dataclass
@@ -217,7 +219,8 @@ def run_needle(engine: Engine, *, sizes: Sequence[int], depths: Sequence[float],
         result.cells.append(Cell(trial.filler, trial.size, trial.depth, trial.seed, hits == len(probe.answers),
                                  in_context, tokens, time.perf_counter() - start,
                                  report.strategy.value if report else "stuff", kind=probe.kind.value, hits=hits,
-                                 expected=len(probe.answers)))
+                                 expected=len(probe.answers), question=probe.question,
+                                 answer=answer.text().strip()))
         if progress is not None:
             progress(done, len(todo))
     result.peak_rss_mb = peak_rss_mb()

@@ -23,6 +23,7 @@ from askgpt.runtime.errors import UsageError
 from askgpt.runtime.models.registry import ModelRef
 from askgpt.runtime.prompting.generate import GenerationConfig
 from askgpt.runtime.prompting.request import DEFAULT_SYSTEM
+from askgpt.runtime.retrieval.kinds import Retrieval
 
 APP_NAME = "askgpt"
 
@@ -97,6 +98,8 @@ class Defaults:
     endpoint: str | None = None  # an OpenAI-compatible server to use instead of a local model
     api_key: str | None = None  # its API key (ASKGPT_API_KEY overrides); never shown
     endpoint_timeout: float = 120.0  # seconds to wait for the server
+    retrieval: str | None = None  # bm25|semantic|hybrid; None: hybrid where the embedding model is present
+    cite: bool = True  # show the evidence the model was given after its answer (--no-cite)
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,8 @@ KEYS: dict[str, KeySpec] = {
     "endpoint": KeySpec(Kind.TEXT, check=_http_url),
     "api_key": KeySpec(Kind.TEXT, check=_not_blank, secret=True),
     "endpoint_timeout": KeySpec(Kind.NUMBER, above_zero=True, maximum=86400),
+    "retrieval": KeySpec(Kind.TEXT, choices=tuple(kind.value for kind in Retrieval)),
+    "cite": KeySpec(Kind.BOOL),
 }
 SECRET_KEYS = frozenset(k for k, spec in KEYS.items() if spec.secret)  # never printed
 
@@ -339,6 +344,11 @@ def prefix_cache_config(settings: Settings) -> PrefixCacheConfig | None:
     if not d.prefix_cache:
         return None
     return PrefixCacheConfig(folder=settings.paths.cache_dir / "prefix", max_bytes=d.prefix_cache_mb * 2**20)
+
+
+def vector_cache_folder(settings: Settings) -> Path:
+    """Where long documents' sentence vectors are kept, so a second question embeds nothing again."""
+    return settings.paths.cache_dir / "vectors"
 
 
 def system_prompt(settings: Settings, given: str | None) -> str | None:
