@@ -179,13 +179,19 @@ def test_long_citations_stay_one_readable_line_each() -> None:
     assert format_citations([("c", short)]).endswith(f"] {short}\n")
 
 
+def chat(args: list[str], **kwargs: object) -> object:
+    # The subcommand first: `askgpt --no-log chat` would ask the default command about "chat".
+    return CliRunner().invoke(create_app(ScriptedFactory(ScriptedEngine(answer=ANSWER))),
+                              ["chat", "--no-log", *args], **kwargs)
+
+
 def test_chat_cites_after_each_answer(tmp_path: Path) -> None:
     doc = document(tmp_path)
-    result = invoke(["chat", "-f", str(doc)], input="Summarize this.\n")
+    result = chat(["-f", str(doc)], input="Summarize this.\n")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     cited(result.stderr)  # type: ignore[attr-defined]
     assert "Sources:" not in result.stdout  # type: ignore[attr-defined]
-    quiet = invoke(["chat", "--no-cite", "-f", str(doc)], input="Summarize this.\n")
+    quiet = chat(["--no-cite", "-f", str(doc)], input="Summarize this.\n")
     assert quiet.exit_code == 0 and "Sources:" not in quiet.output  # type: ignore[attr-defined]
 
 
