@@ -86,9 +86,6 @@ _AGGREGATE = re.compile(
     r"(list|find|extract|show|name|give|enumerate) (me )?(all|every|each)|"
     r"all (of )?the \w+s\b|every (single |one )?(time|mention|occurrence|instance)|(list|name) the \w+s\b)",
     re.IGNORECASE)
-_SUMMARY = re.compile(r"\b(summar\w*|overview|tl;?dr|outline|recap|key (points|ideas|facts)|main (points|ideas)|"
-                      r"themes?)\b", re.IGNORECASE)
-
 
 _ASKING_WORDS = frozenset("how many often number times count list find extract show name give enumerate me "
                           "every each single occurrence occurrences instance instances mention mentions".split())
@@ -176,7 +173,7 @@ def is_whole_input_task(instruction: str) -> bool:
 def is_aggregate_question(instruction: str) -> bool:
     """"List every ...", "how many ...", "all the dates ...": a question whose answer is spread
     over every part that matches, not a summary of the whole."""
-    if not _AGGREGATE.search(instruction) or _SUMMARY.search(instruction):
+    if not _AGGREGATE.search(instruction) or _WHOLE_INPUT.search(instruction):  # a summary is not a list
         return False
     # Something to gather must be named besides the asking ("How many?" alone names nothing).
     return bool(set(distinctive_words(instruction)) - _ASKING_WORDS)

@@ -164,6 +164,8 @@ def _blocks(items: Iterable[Passage], size: int) -> Iterator[list[Passage]]:
 def _keep(heap: list[tuple[float, int, Passage]], item: tuple[float, int, Passage], n: int) -> None:
     """Keep the ``n`` best, one passage per text: a sentence repeated through the input (a log
     line, a boilerplate notice) would otherwise fill every place."""
+    if len(heap) >= n and item[:2] <= heap[0][:2]:
+        return  # below every kept one (a kept copy of its text scores at least as high)
     text = item[2].text
     for i, kept in enumerate(heap):
         if kept[2].text == text:
