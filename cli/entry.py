@@ -4,6 +4,7 @@ KeyboardInterrupt traceback."""
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
@@ -15,3 +16,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("askgpt: interrupted\n")
         raise SystemExit(130) from None
+    finally:
+        # The command has finished and its exit code is decided: a Ctrl-C during interpreter
+        # shutdown (atexit hooks, thread joins) would otherwise turn it into death by SIGINT.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -114,13 +114,15 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}."
 
 
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete temporary files left beside ``path`` by writers that no longer run."""
+def remove_stale_temporaries(path: Path, *, include_own: bool = False) -> list[Path]:
+    """Delete temporary files left beside ``path`` by writers that no longer run (and, with
+    ``include_own``, this process's own: a caller cleaning up after an interrupt)."""
     removed = []
+    own = str(os.getpid())
     # ".NAME.PID.xxxx.tmp", and the temporaries of files staged as ".NAME.PID.*.tmp"
     for tmp in path.parent.glob(f".*{path.name}.*.tmp"):
         pid_text = tmp.name.split(f"{path.name}.", 1)[1].split(".", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or (_alive(int(pid_text)) and not (include_own and pid_text == own)):
             continue
         try:
             tmp.unlink()

@@ -411,6 +411,48 @@ def test_ctrl_c_and_kill_at_random_points_leave_nothing_partial(tmp_path: Path, 
     assert any(code == ExitCode.INTERRUPTED for _, code in outcomes)  # some runs were cut mid-way
 
 
+def _convert_interrupted_at(where: str, tmp_path: Path, hf_tokenizer: Any,
+                            monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path]:
+    """Run `askgpt convert hf` in-process with a Ctrl-C raised at one chosen point."""
+    from typer.testing import CliRunner
+
+    import askgpt.convert.hf.convert as module
+    from askgpt.cli.app import create_app
+
+    folder = tmp_path / "hf"
+    tiny_model("llama", hf_tokenizer, folder)
+    dst = tmp_path / "out" / "m.gguf"
+    dst.parent.mkdir()
+    original = getattr(module, where)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        if where == "read_summary" and Path(args[0]) != dst:
+            return original(*args, **kwargs)  # the staged file is read back before the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, where, interrupted)
+    result = CliRunner().invoke(create_app(), ["convert", "hf", str(folder), str(dst), "--type", "Q8_0"])
+    return result, dst
+
+
+def test_ctrl_c_after_the_output_is_in_place_keeps_it_and_succeeds(tmp_path: Path, hf_tokenizer: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # read_summary(dst) runs after the rename: the file is complete, so the work stands
+    result, dst = _convert_interrupted_at("read_summary", tmp_path, hf_tokenizer, monkeypatch)
+    assert result.exit_code == 0, result.stderr
+    assert "interrupted after" in result.stderr and "it is kept" in result.stderr
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["m.gguf"]  # no staging file either
+    assert read_summary(dst).tensors
+
+
+def test_ctrl_c_before_the_rename_stops_with_nothing_left(tmp_path: Path, hf_tokenizer: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    result, dst = _convert_interrupted_at("write_gguf", tmp_path, hf_tokenizer, monkeypatch)
+    assert result.exit_code == ExitCode.INTERRUPTED, result.stderr
+    assert result.stderr.strip() == "askgpt: interrupted"
+    assert list(dst.parent.iterdir()) == []
+
+
 def test_a_full_disk_leaves_the_previous_file_intact(tmp_path: Path, hf_tokenizer: Any,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import errno

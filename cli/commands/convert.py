@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +31,31 @@ if TYPE_CHECKING:
 
 app = Commands(help="Convert Hugging Face checkpoints to GGUF, quantize models, measure what "
                     "quantization cost, and export CLIP image encoders (ONNX, mmproj).")
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+@contextmanager
+def _done_once_in_place(output: Path, messages: Messages) -> Iterator[None]:
+    """A Ctrl-C that lands after the new file was renamed into place (while it is read back
+    and summarised) does not undo the work: the file is complete by construction, so the
+    command says so and succeeds. Before the rename, it stops as usual with nothing new left."""
+    from askgpt.runtime.files import remove_stale_temporaries
+
+    before = _identity(output)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if _identity(output) in (None, before):
+            raise
+        remove_stale_temporaries(output, include_own=True)  # a staging file whose cleanup was cut short
+        messages.line(f"askgpt: interrupted after {output} was complete; it is kept")
 
 
 @app.command("types")
@@ -62,12 +89,13 @@ def convert_hf(
     messages = Messages(sys.stderr, quiet=quiet)
     chosen = output_type(out_type)
     threads = os.cpu_count() or 1
-    with messages.progress() as progress:
-        summary = convert(Path(source).expanduser(), Path(output), chosen,
-                          lambda a, b, ftype: quantize_gguf(a, b, ftype, threads=threads),
-                          trust_pickle=trust_pickle, force=force, progress=progress)
-    for line in summary.lines():
-        messages.line(line)
+    with _done_once_in_place(Path(output).expanduser(), messages):
+        with messages.progress() as progress:
+            summary = convert(Path(source).expanduser(), Path(output), chosen,
+                              lambda a, b, ftype: quantize_gguf(a, b, ftype, threads=threads),
+                              trust_pickle=trust_pickle, force=force, progress=progress)
+        for line in summary.lines():
+            messages.line(line)
 
 
 @app.command("quantize")
@@ -89,12 +117,13 @@ def convert_quantize(
     messages = Messages(sys.stderr, quiet=quiet)
     chosen = output_type(out_type)
     threads = os.cpu_count() or 1
-    with messages.status(f"Quantizing to {chosen.name}…"):
-        summary = quantize(Path(source).expanduser(), Path(output), chosen,
-                           lambda a, b, ftype: quantize_gguf(a, b, ftype, threads=threads), force=force,
-                           trial_cache=state(ctx).paths.cache_dir)
-    for line in summary.lines():
-        messages.line(line)
+    with _done_once_in_place(Path(output).expanduser(), messages):
+        with messages.status(f"Quantizing to {chosen.name}…"):
+            summary = quantize(Path(source).expanduser(), Path(output), chosen,
+                               lambda a, b, ftype: quantize_gguf(a, b, ftype, threads=threads), force=force,
+                               trial_cache=state(ctx).paths.cache_dir)
+        for line in summary.lines():
+            messages.line(line)
 
 
 @app.command("report")
@@ -184,13 +213,15 @@ def export_mmproj(source: ClipSetupConfig, model: str, output: str, *, run: CliS
         raise UsageError("the projector is fitted to a local model's token embeddings; name a GGUF file")
     with messages.status(f"Loading {ref.name}…"):
         engine = run.engine_factory(ref, EngineConfig(n_ctx=256))  # only its tokenizer is needed
-    try:
-        with quiet_libraries(debug), messages.progress() as progress:
-            report = export(source, ref.path, lambda text: engine.tokenize(text, add_bos=False, special=False),
-                            Path(output).expanduser(), progress=progress)
-    finally:
-        engine.close()
-    messages.line(f"wrote {report.path} ({report.model} -> {ref.name}: {report.n_patches - 1} patch rows and the "
-                  f"class token per image, width {report.projection_dim}) in {report.seconds:.1f}s")
-    messages.line(f"use it with: askgpt -m {ref.name} --mmproj {report.path} -i IMAGE \"...\", or llama.cpp's "
-                  f"llama-mtmd-cli -m {ref.path.name} --mmproj {report.path.name}")
+    destination = Path(output).expanduser()
+    with _done_once_in_place(destination, messages):
+        try:
+            with quiet_libraries(debug), messages.progress() as progress:
+                report = export(source, ref.path, lambda text: engine.tokenize(text, add_bos=False, special=False),
+                                destination, progress=progress)
+        finally:
+            engine.close()
+        messages.line(f"wrote {report.path} ({report.model} -> {ref.name}: {report.n_patches - 1} patch rows and "
+                      f"the class token per image, width {report.projection_dim}) in {report.seconds:.1f}s")
+        messages.line(f"use it with: askgpt -m {ref.name} --mmproj {report.path} -i IMAGE \"...\", or llama.cpp's "
+                      f"llama-mtmd-cli -m {ref.path.name} --mmproj {report.path.name}")
