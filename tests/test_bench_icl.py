@@ -249,7 +249,8 @@ def test_a_zero_shot_best_is_kept_with_its_labels(isolated_home: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--tasks", "sentiment,poetry"], "no built-in task poetry"),
     (["--shots", "0,two"], "--shots must be whole numbers"),
-    (["--shots", "-1,2"], "--shots must list numbers"),
+    (["--shots", "-1,2"], "--shots must be whole numbers"),
+    (["--shots", ","], "--shots must list numbers"),
     (["--select", "best"], "--select must be one of"),
     (["--tasks", "sentiment,topic", "--save-template", "x"], "--save-template keeps the best setting of one task"),
     (["--tasks", "sentiment", "--save-template", "Bad Name"], "bad template name"),

@@ -120,8 +120,43 @@ def test_similar_puts_the_nearest_examples_last() -> None:
     query = "the train was late and then cancelled"
     rows = bm25_similarity([e.input for e in pool], [query])[0]
     assert rows[0] > rows[2] > 0 == rows[1] == rows[3]  # two share words with the query, one shares more
-    assert select_examples(pool, query, 2, Select.SIMILAR) == (pool[2], pool[0])  # the nearest last
-    assert select_examples(pool, query, 1, Select.SIMILAR) == (pool[0],)
+    by_words = bm25_similarity
+    assert select_examples(pool, query, 2, Select.SIMILAR, similarity=by_words) == (pool[2], pool[0])  # nearest last
+    assert select_examples(pool, query, 1, Select.SIMILAR, similarity=by_words) == (pool[0],)
+
+
+def test_similar_goes_by_meaning_with_the_shipped_embedding_model() -> None:
+    from askgpt.runtime.retrieval.similarity import shipped_similarity
+
+    pool = (Example("My plane took off three hours late.", "negative"),
+            Example("The shop keeps flexible opening hours.", "neutral"),
+            Example("A flight of stairs leads to the attic.", "neutral"),
+            Example("The soup tasted wonderful.", "positive"))
+    query = "The flight was delayed for hours."
+    by_meaning = shipped_similarity()
+    assert by_meaning is not None
+    rows = by_meaning([e.input for e in pool], [query])[0]
+    assert rows[0] > max(rows[1:]) + 0.2  # measured 0.66 against 0.18 at most
+    words = bm25_similarity([e.input for e in pool], [query])[0]
+    assert words[2] > words[0]  # shared words alone pick the staircase
+    assert select_examples(pool, query, 1, Select.SIMILAR) == (pool[0],)  # the default: by meaning
+    assert select_examples(pool, query, 1, Select.SIMILAR, similarity=bm25_similarity) == (pool[2],)
+    assert by_meaning([], [query]) == [[]] and by_meaning(["a text"], []) == []
+
+
+def test_without_the_embedding_model_similar_falls_back_to_shared_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    import askgpt.runtime.retrieval.model as model
+    from askgpt.runtime.icl.selection import default_similarity
+    from askgpt.runtime.retrieval.similarity import shipped_similarity
+
+    monkeypatch.setattr(model, "embedding_model_present", lambda: False)
+    shipped_similarity.cache_clear()
+    try:
+        assert default_similarity() is bm25_similarity
+    finally:
+        shipped_similarity.cache_clear()
+    monkeypatch.undo()
+    assert default_similarity() is not bm25_similarity
 
 
 def test_similarity_is_a_seam_and_diverse_spreads_over_the_pool() -> None:

@@ -260,11 +260,12 @@ def measure_startup(*, model: str | None, ctx: int, rounds: int, as_json: bool, 
 
 def parse_shots(text: str) -> list[int]:
     """``--shots 0,1,4``: numbers of examples, each 0 or more, in increasing order."""
-    try:
-        shots = sorted({int(p) for p in (x.strip() for x in text.split(",")) if p})
-    except ValueError:
-        raise UsageError(f"--shots must be whole numbers like 0,1,4, not {text!r}") from None
-    if not shots or shots[0] < 0:
+    parts = [p for p in (x.strip() for x in text.split(",")) if p]
+    # Digits only: int() would also take "-0", "+1" and "1_0".
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise UsageError(f"--shots must be whole numbers like 0,1,4, not {text!r}")
+    shots = sorted({int(p) for p in parts})
+    if not shots:
         raise UsageError("--shots must list numbers of examples, 0 or more, e.g. 0,1,4")
     return shots
 

@@ -8,8 +8,8 @@
   ``LAMBDA * sim(input, x) - (1 - LAMBDA) * max sim(x, picked)``, so the picks stay near the
   input but spread over the pool instead of repeating one neighbour.
 
-Similarity is a seam (`Similarity`): BM25 over words now; a sentence-embedding scorer can
-replace it without touching the selection methods.
+Similarity is a seam (`Similarity`): by meaning, the cosine of the shipped sentence-embedding
+model's vectors (runtime.retrieval.similarity), or BM25 over words where that model is absent.
 """
 
 from __future__ import annotations
@@ -63,6 +63,13 @@ def bm25_similarity(texts: Sequence[str], queries: Sequence[str]) -> list[list[f
     return rows
 
 
+def default_similarity() -> Similarity:
+    """By meaning when the shipped embedding model is there, else by shared words."""
+    from askgpt.runtime.retrieval.similarity import shipped_similarity
+
+    return shipped_similarity() or bm25_similarity
+
+
 def label_set(outputs: Sequence[str]) -> tuple[str, ...] | None:
     """The distinct outputs in first-seen order when they form a small label set, else None."""
     distinct = tuple(dict.fromkeys(o.strip() for o in outputs))
@@ -81,7 +88,7 @@ def select_examples(pool: Sequence[Example], query: str, k: int, how: Select, se
     rng = random.Random(seed)
     if how is Select.RANDOM:
         return _random(pool, k, rng)
-    sim = similarity or bm25_similarity
+    sim = similarity or default_similarity()
     # Ties (no words in common) are broken by a seeded draw, not by pool order, so a query
     # that matches nothing does not always get the pool's first examples.
     tiebreak = list(range(len(pool)))
