@@ -185,6 +185,12 @@ def chat(args: list[str], **kwargs: object) -> object:
                               ["chat", "--no-log", *args], **kwargs)
 
 
+def test_a_file_name_s_control_characters_are_written_out_not_obeyed() -> None:
+    text = format_citations([("odd\nname\x1b[31m.txt, line 3", "the fact\n")])
+    assert text.splitlines() == ["", "Sources:", "- [odd\\nname\\x1b[31m.txt, line 3] the fact"]
+    assert format_citations([("caf\u00e9 notes.txt", "x")]).endswith("- [caf\u00e9 notes.txt] x\n")
+
+
 def test_chat_cites_after_each_answer(tmp_path: Path) -> None:
     doc = document(tmp_path)
     result = chat(["-f", str(doc)], input="Summarize this.\n")

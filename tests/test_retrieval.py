@@ -317,6 +317,31 @@ def test_a_second_question_embeds_only_itself_and_a_new_cache_object_still_hits(
     assert other_model.cached == 0  # vectors are keyed by the model that made them
 
 
+def test_cache_info_shows_the_vectors_and_cache_clear_deletes_them(embedder: TextEmbedder, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    from conftest import ASKGPT_BIN
+
+    from askgpt.runtime.retrieval.cache import cache_bytes
+
+    home = tmp_path / "home"
+    folder = home / "cache" / "vectors"  # where ASKGPT_HOME puts it (runtime.store.settings)
+    text, _ = small_text()
+    find_evidence(word_chunks(text), "Who keeps bees?", RankConfig(Retrieval.HYBRID), embedder,
+                  VectorCache(folder, embedder.key))
+    held = cache_bytes(folder)
+    assert held > 0
+    env = {**os.environ, "ASKGPT_HOME": str(home)}
+    info = subprocess.run([ASKGPT_BIN, "cache", "info", "--json"], capture_output=True, env=env, check=True)
+    vectors = json.loads(info.stdout)["vectors"]
+    assert vectors["folder"] == str(folder) and vectors["bytes"] == held
+    cleared = subprocess.run([ASKGPT_BIN, "cache", "clear"], capture_output=True, env=env, check=True)
+    assert cleared.stdout.startswith(b"freed") and cache_bytes(folder) == 0
+    assert not list(folder.iterdir())
+
+
 def test_a_cache_folder_that_cannot_be_made_is_skipped(embedder: TextEmbedder, tmp_path: Path) -> None:
     text, fact = small_text()
     blocker = tmp_path / "in-the-way"

@@ -102,8 +102,14 @@ CITATION_CHARS = 300  # a citation's text past this is cut, with an ellipsis: on
 def format_citations(citations: Sequence[tuple[str, str]]) -> str:
     """The evidence the model was given, after its answer: a blank line, "Sources:", then
     ``- [where] text``, one citation per line (its line breaks become spaces)."""
-    lines = "".join(f"- [{where}] {_one_line(text)}\n" for where, text in citations)
+    lines = "".join(f"- [{_visible(where)}] {_one_line(text)}\n" for where, text in citations)
     return f"\nSources:\n{lines}"
+
+
+def _visible(name: str) -> str:
+    """A source's name with its control characters written out (``\\n``, ``\\x1b``): a file
+    name is data, and a line break in it must not start a line of its own."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in name)
 
 
 def _one_line(text: str) -> str:

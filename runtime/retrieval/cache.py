@@ -85,8 +85,38 @@ class VectorCache:
             self._drop()
 
     def _drop(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                Path(f"{self._path}{suffix}").unlink(missing_ok=True)
-            except OSError:
-                pass
+        if self._path is not None:
+            _remove(self._path)
+
+
+def _files(path: Path) -> list[Path]:
+    """The database and its write-ahead log and index, those that exist."""
+    return [f for f in (Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")) if f.is_file()]
+
+
+def _remove(path: Path) -> int:
+    freed = 0
+    for f in _files(path):
+        try:
+            size = f.stat().st_size
+            f.unlink()
+            freed += size
+        except OSError:
+            pass
+    return freed
+
+
+def cache_bytes(folder: Path) -> int:
+    """The bytes the vector cache in ``folder`` takes on disk (0 when there is none)."""
+    total = 0
+    for f in _files(folder / FILE):
+        try:
+            total += f.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def clear(folder: Path) -> int:
+    """Delete the vector cache in ``folder``; returns the bytes freed."""
+    return _remove(folder / FILE)
