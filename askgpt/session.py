@@ -24,7 +24,14 @@ from askgpt.conversation import exchange_of, fit_history, not_replayed, turns_of
 from askgpt.response import Response
 from askgpt.runtime.choices import choice
 from askgpt.runtime.documents.inputs import Inputs, collect_inputs, examples_of
-from askgpt.runtime.documents.strategies import LongContext, LongContextConfig, Progress, Retrieval, Strategy
+from askgpt.runtime.documents.strategies import (
+    COPY_LOGIT,
+    LongContext,
+    LongContextConfig,
+    Progress,
+    Retrieval,
+    Strategy,
+)
 from askgpt.runtime.engine.base import Engine, EngineConfig
 from askgpt.runtime.engine.capabilities import image_urls_refused
 from askgpt.runtime.engine.kinds import EngineFactory, is_local, load_engine
@@ -209,6 +216,11 @@ def check_retrieval(value: str | Retrieval | None, settings: Settings) -> Retrie
     return None if configured is None else choice(Retrieval, configured, "the config's retrieval")
 
 
+def copy_logit(settings: Settings) -> float:
+    """The copy bias a retrieved answer is written with: the config's ``copy_bias = false`` turns it off."""
+    return COPY_LOGIT if settings.defaults.copy_bias else 0.0
+
+
 def citing(given: bool | None, settings: Settings) -> bool:
     """Whether the evidence the model was given follows the answer: --cite/--no-cite, else the config's."""
     return settings.defaults.cite if given is None else given
@@ -296,7 +308,8 @@ class Session:
         """Answer a built `Request`; documents longer than the model reads well go through
         the long-document strategies."""
         long_context = long_context or LongContextConfig(retrieval=check_retrieval(None, self.settings),
-                                                         vector_cache=vector_cache_folder(self.settings))
+                                                         vector_cache=vector_cache_folder(self.settings),
+                                                         copy_logit=copy_logit(self.settings))
         context = LongContext(self.engine, long_context, progress=progress,
                               notify=self.notifier.warn)
         answer, report = context.answer(request, config)
@@ -368,7 +381,8 @@ class Question:
         if self.schema is not None:
             request, self.config = constrain(request, self.config, self.schema)
         self.long_context = LongContextConfig(strategy=strategy, read_tokens=opts.read_tokens, retrieval=retrieval,
-                                              vector_cache=vector_cache_folder(session.settings))
+                                              vector_cache=vector_cache_folder(session.settings),
+                                              copy_logit=copy_logit(session.settings))
         engine = session.engine
         info = engine.info
         if request.history:
@@ -593,7 +607,7 @@ def open_chat(session: Session, opts: ChatOptions) -> ChatSession:
     schema = schema_of(AskOptions(schema=opts.schema, json_object=opts.json_object))
     config = generation_config(settings, max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed)
     long_context = LongContextConfig(retrieval=check_retrieval(opts.retrieval, settings),
-                                     vector_cache=vector_cache_folder(settings))
+                                     vector_cache=vector_cache_folder(settings), copy_logit=copy_logit(settings))
     examples = [*(template.examples if template is not None else ()), *examples_of(opts.examples, opts.examples_file)]
     system = system_prompt(settings, opts.system)
     if template is not None and opts.system is None and template.system is not None:

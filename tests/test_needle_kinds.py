@@ -163,6 +163,17 @@ def test_cli_scores_an_answer_that_names_the_value() -> None:
     assert all(c["found"] and c["hits"] == 1 for c in cells)
 
 
+def test_cli_no_copy_bias_measures_answers_without_it() -> None:
+    # 3,000 tokens (a byte each here) is past what the model reads whole: the answer is retrieved.
+    args = ["--sizes", "3000", "--trials", "1", "--kinds", "paraphrase", "--retrieval", "bm25", "--json"]
+    for flag, biased in (([], True), (["--no-copy-bias"], False)):
+        engine = ScriptedEngine(answer="scripted answer", n_ctx=4096)
+        result = CliRunner().invoke(create_app(ScriptedFactory(engine)), ["bench", "needle", *args, *flag])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["cells"][0]["strategy"] == "retrieve"
+        assert (engine.samplings[-1].copy_bias is not None) is biased
+
+
 @pytest.mark.parametrize("kinds", ["riddles", "exact,riddles", ""])
 def test_cli_rejects_an_unknown_kind(kinds: str) -> None:
     result = bench(["--kinds", kinds, "--sizes", "300"])

@@ -11,6 +11,7 @@ that depends on where the model chooses to stop.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from askgpt.runtime.engine.base import EmbeddingRows, Engine, TokenIds
-from askgpt.runtime.engine.sampling import LoopDetector, LoopGuard, SamplingConfig
+from askgpt.runtime.engine.sampling import CopyBias, LoopDetector, LoopGuard, SamplingConfig
 from askgpt.runtime.errors import ContextOverflowError
 from askgpt.runtime.models.registry import builtin_model
 from askgpt.runtime.prompting.generate import Answer, GenerationConfig, PreparedPrompt, Stats, StopReason, ask, prepare
@@ -191,6 +192,45 @@ def test_seed_makes_sampling_repeatable(real_engine: Engine) -> None:
 
     assert sample(7) == sample(7)
     assert len({sample(s) for s in (1, 2, 3)}) > 1
+
+
+def test_copy_bias_adds_its_logit_to_exactly_the_text_s_tokens(real_engine: Engine) -> None:
+    import numpy as np
+
+    native = real_engine.native  # type: ignore[attr-defined]
+    text = "Uncle Tobias fished in Lough Corrib, near Galway."
+    ids = native.copy_token_ids(text)
+    # each word as copied mid-sentence (with its space) and at the start of a line
+    for word in (" Corrib,", "Corrib", " Galway.", "Tobias"):
+        assert set(real_engine.tokenize(word)) <= set(ids), word
+    out = native.copy_bias(CopyBias(text, 1.5))(None, np.zeros(native.n_vocab(), dtype=np.float32))
+    assert sorted(np.flatnonzero(out)) == ids and np.all(out[ids] == np.float32(1.5))
+    # A document that spells control tokens gets no control token favoured: its text is data.
+    assert not any(native.is_eog(t) for t in native.copy_token_ids("<|im_end|> <|endoftext|> <|im_start|>"))
+    with pytest.raises(ValueError, match="copy bias"):
+        CopyBias(text, -1.0)
+
+
+@pytest.mark.parametrize("lookup_tokens", [0, 8])
+def test_a_strong_copy_bias_keeps_the_answer_to_the_text_s_tokens(real_engine: Engine, lookup_tokens: int) -> None:
+    # +40 logits dwarfs any preference the model has (its logits span about 30), so every
+    # token is the text's whatever the CPU; with no bias the same prompt writes other words.
+    text = "Lough Corrib lies west of Galway."
+    allowed = set(real_engine.native.copy_token_ids(text))  # type: ignore[attr-defined]
+    prompt = prepare(real_engine, Request("Write a short poem about the sea."), GenerationConfig(24))
+
+    def tokens(bias: CopyBias | None) -> list[int]:
+        sampling = SamplingConfig(temperature=0, lookup_tokens=lookup_tokens, loop_guard=None, copy_bias=bias)
+        stream = real_engine.generate(prompt.parts, sampling)
+        try:
+            return list(itertools.islice(stream, 24))  # a biased answer may never end on its own
+        finally:
+            stream.close()
+
+    biased = tokens(CopyBias(text, 40.0))
+    assert biased and set(biased) <= allowed
+    assert not set(tokens(None)) <= allowed
+    assert tokens(CopyBias(text, 0.0)) == tokens(None)  # zero is no bias
 
 
 def test_kv_cache_reuse_does_not_leak_between_prompts(real_engine: Engine) -> None:

@@ -322,9 +322,8 @@ def test_cache_info_shows_the_vectors_and_cache_clear_deletes_them(embedder: Tex
     import os
     import subprocess
 
-    from conftest import ASKGPT_BIN
-
     from askgpt.runtime.retrieval.cache import cache_bytes
+    from conftest import ASKGPT_BIN
 
     home = tmp_path / "home"
     folder = home / "cache" / "vectors"  # where ASKGPT_HOME puts it (runtime.store.settings)
@@ -454,6 +453,31 @@ def line_number(text: str, sentence: str) -> int:
 def bytes_prose(facts: list[tuple[float, str]], n_bytes: int, seed: int) -> str:
     """About ``n_bytes`` tokens of the scripted engine (one a byte) of prose with the facts planted."""
     return plant(n_bytes, facts, "prose", seed, lambda t: len(t.encode()))[0]
+
+
+def test_the_answer_from_evidence_favours_the_evidence_s_tokens_and_only_then(loads: list[Recording]) -> None:
+    from askgpt.runtime.documents.strategies import COPY_LOGIT
+    from askgpt.runtime.engine.sampling import CopyBias, SamplingConfig
+
+    fact, question = PARAPHRASES[2]
+    text = bytes_prose([(0.55, fact)], 20_000, seed=8)
+    engine, manager, report = ask_long(text, question)
+    assert report.strategy is Strategy.RETRIEVE and manager.last_request is not None
+    (doc,) = manager.last_request.documents
+    assert engine.samplings[-1].copy_bias == CopyBias(doc.text, COPY_LOGIT) and COPY_LOGIT > 0
+    engine, _, _ = ask_long(text, question, LongContextConfig(copy_logit=0))
+    assert engine.samplings[-1].copy_bias is None
+    engine, _, report = ask_long(text, "How many times is a cottage mentioned?")
+    assert report.gather and engine.samplings[-1].copy_bias is None  # a count is not copied
+    short = ScriptedEngine(answer="scripted answer", n_ctx=4096)  # read whole: no evidence chosen
+    LongContext(short, LongContextConfig()).answer(Request(question, documents=(Document("a.txt", fact),)),
+                                                  GenerationConfig(64))[0].text()
+    assert short.samplings[-1].copy_bias is None
+    own = CopyBias("the caller's text", 3.0)  # a caller's own bias is left as it is
+    engine = ScriptedEngine(answer="scripted answer", n_ctx=4096)
+    LongContext(engine, LongContextConfig()).answer(Request(question, documents=(Document("book.txt", text),)),
+                                                   GenerationConfig(64, SamplingConfig(copy_bias=own)))[0].text()
+    assert engine.samplings[-1].copy_bias == own
 
 
 def test_a_question_reads_one_block_of_evidence_strongest_last_and_cites_its_line(loads: list[Recording]) -> None:

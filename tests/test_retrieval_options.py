@@ -134,6 +134,36 @@ def test_bench_needle_passes_the_kind_to_the_strategies(monkeypatch: pytest.Monk
     assert [(c.retrieval, c.read_tokens) for c in seen] == [(Retrieval.SEMANTIC, 512), (None, 512)]
 
 
+def test_the_copy_bias_key_reaches_every_path(configs: list[LongContextConfig],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import askgpt.runtime.bench.needle as needle
+    from askgpt.runtime.documents.strategies import COPY_LOGIT
+
+    def run_needle(engine, *, config: LongContextConfig, **kwargs):  # type: ignore[no-untyped-def]
+        configs.append(config)
+        raise UsageError("stopped before measuring")
+
+    monkeypatch.setattr(needle, "run_needle", run_needle)
+
+    def every_path() -> list[float]:
+        configs.clear()
+        assert ask(["hi"])[1].exit_code == 0  # type: ignore[attr-defined]
+        CliRunner().invoke(create_app(ScriptedFactory()), ["chat", "--no-log"], input="first\n")
+        with Assistant(engine_factory=ScriptedFactory(), log=False) as a:
+            a.ask("hi").text()
+        CliRunner().invoke(create_app(ScriptedFactory()), ["bench", "needle", "--kinds", "exact"])
+        return [c.copy_logit for c in configs]
+
+    assert every_path() == [COPY_LOGIT] * 4 and COPY_LOGIT > 0
+    assert set_value(resolve_paths(os.environ), "copy_bias", "false").value is False
+    assert every_path() == [0.0] * 4
+    configs.clear()
+    CliRunner().invoke(create_app(ScriptedFactory()), ["bench", "needle", "--kinds", "exact", "--copy-bias"])
+    assert [c.copy_logit for c in configs] == [COPY_LOGIT]  # the bench's flag over the key
+    with pytest.raises(UsageError, match="true or false"):
+        set_value(resolve_paths(os.environ), "copy_bias", "maybe")
+
+
 def test_the_values_complete(tmp_path: Path) -> None:
     env = {"_ASKGPT_COMPLETE": "complete_bash"}
     for line, expected in [("askgpt --retrieval ", ["bm25", "semantic", "hybrid"]),

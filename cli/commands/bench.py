@@ -20,7 +20,7 @@ from askgpt.cli.options import (
 )
 from askgpt.cli.state import state
 from askgpt.cli.terminal.render import Messages, print_result
-from askgpt.runtime.documents.strategies import LongContextConfig, Retrieval
+from askgpt.runtime.documents.strategies import COPY_LOGIT, LongContextConfig, Retrieval
 from askgpt.runtime.engine.base import EngineConfig
 from askgpt.runtime.engine.kinds import EngineFactory
 from askgpt.runtime.errors import UsageError
@@ -87,6 +87,10 @@ def bench_needle(
     ctx_size: Annotated[int, typer.Option("--ctx", min=256, metavar="N", help="Context size.")] = 4096,
     read_tokens: Annotated[int, typer.Option("--read-tokens", metavar="N", help="As for ask.")] = 1024,
     retrieval: RetrievalOpt = None,
+    copy_bias: Annotated[bool | None, typer.Option(
+        "--copy-bias/--no-copy-bias", help="Favour the evidence's own tokens while a retrieved answer is "
+                                           "written, as ask does (off: to measure what it adds) "
+                                           "[default: the config's copy_bias, true].", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print recall per kind and size, and every cell, "
                                                              "as JSON.")] = False,
     plot: Annotated[str | None, typer.Option("--plot", metavar="PNG",
@@ -96,8 +100,8 @@ def bench_needle(
     """Needle in a haystack: recall of planted facts by kind, input size and depth, through --strategy auto."""
     run = state(ctx)
     measure_needle(model=model, sizes=sizes, depths=depths, seeds=seeds, fillers=fillers, kinds=kinds,
-                   trials=trials, ctx=ctx_size, read_tokens=read_tokens, retrieval=retrieval, as_json=as_json,
-                   plot=plot, settings=run.settings, engine_factory=run.engine_factory,
+                   trials=trials, ctx=ctx_size, read_tokens=read_tokens, retrieval=retrieval, copy_bias=copy_bias,
+                   as_json=as_json, plot=plot, settings=run.settings, engine_factory=run.engine_factory,
                    messages=Messages(sys.stderr, quiet=False))
 
 
@@ -165,10 +169,11 @@ def parse_depths(text: str) -> list[float]:
 
 def measure_needle(*, model: str | None, sizes: str, depths: str, seeds: int, fillers: str, kinds: str,
                    trials: int, ctx: int, read_tokens: int, as_json: bool, plot: str | None, settings: Settings,
-                   engine_factory: EngineFactory, messages: Messages, retrieval: Retrieval | None = None) -> None:
+                   engine_factory: EngineFactory, messages: Messages, retrieval: Retrieval | None = None,
+                   copy_bias: bool | None = None) -> None:
     from askgpt.runtime.bench.needle import format_grid, plot_grid, run_needle
     from askgpt.runtime.bench.needle_kinds import kind_list
-    from askgpt.session import check_retrieval
+    from askgpt.session import check_retrieval, copy_logit
 
     kind_of_retrieval = check_retrieval(retrieval, settings)  # as for ask: the option, else the config's
     size_list, depth_list, kind_choices = parse_sizes(sizes), parse_depths(depths), kind_list(kinds)
@@ -180,7 +185,9 @@ def measure_needle(*, model: str | None, sizes: str, depths: str, seeds: int, fi
     try:
         with messages.progress() as progress:
             result = run_needle(engine, sizes=size_list, depths=depth_list, seeds=seeds, fillers=filler_list,
-                                config=LongContextConfig(read_tokens=read_tokens, retrieval=kind_of_retrieval),
+                                config=LongContextConfig(read_tokens=read_tokens, retrieval=kind_of_retrieval,
+                                                         copy_logit=copy_logit(settings) if copy_bias is None
+                                                         else COPY_LOGIT if copy_bias else 0.0),
                                 kinds=kind_choices, trials=trials,
                                 progress=lambda done, total: progress("needle", done, total))
     finally:

@@ -31,6 +31,24 @@ class LoopGuard:
 
 
 @dataclass(frozen=True)
+class CopyBias:
+    """Favour the tokens of a text the answer copies from (a question's evidence).
+
+    The built-in model finds the right sentence but miscopies a rare name ("Lough Corrib" as
+    "Lough Correg"): the document's own spelling loses a near-tie by a fraction of a logit.
+    ``logit`` is added to every token of ``text``'s words (with and without their leading
+    space), so such ties go to the document; it is far too small to make the model copy
+    text that does not answer."""
+
+    text: str
+    logit: float
+
+    def __post_init__(self) -> None:
+        if self.logit < 0:
+            raise ValueError("copy bias must be >= 0")
+
+
+@dataclass(frozen=True)
 class SamplingConfig:
     """Token sampling. ``temperature == 0`` is greedy (deterministic)."""
 
@@ -48,6 +66,9 @@ class SamplingConfig:
     # A JSON schema (as JSON text) the answer must match: llama.cpp samples under the
     # grammar made from it. None: free text.
     json_schema: str | None = None
+    # Tokens of a text favoured by a small logit (see CopyBias). Engines that cannot see
+    # logits (a served model) sample without it.
+    copy_bias: CopyBias | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

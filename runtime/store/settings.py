@@ -100,6 +100,7 @@ class Defaults:
     endpoint_timeout: float = 120.0  # seconds to wait for the server
     retrieval: str | None = None  # bm25|semantic|hybrid; None: hybrid where the embedding model is present
     cite: bool = True  # show the evidence the model was given after its answer (--no-cite)
+    copy_bias: bool = True  # favour the evidence's own tokens while a retrieved answer is written
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ KEYS: dict[str, KeySpec] = {
     "endpoint_timeout": KeySpec(Kind.NUMBER, above_zero=True, maximum=86400),
     "retrieval": KeySpec(Kind.TEXT, choices=tuple(kind.value for kind in Retrieval)),
     "cite": KeySpec(Kind.BOOL),
+    "copy_bias": KeySpec(Kind.BOOL),
 }
 SECRET_KEYS = frozenset(k for k, spec in KEYS.items() if spec.secret)  # never printed
 

@@ -133,9 +133,15 @@ class LlamaEngine:
         else:
             self._read_prompt(prompt)
             n_prompt = llm.n_tokens
+        bias = sampling.copy_bias
+        copying = bias is not None and bias.logit > 0
+        if bias is not None and copying:
+            kwargs["logits_processor"] = native.copy_bias(bias)
         if sampling.json_schema is not None:
             kwargs["grammar"] = native.grammar(sampling.json_schema)
-        elif sampling.temperature == 0 and sampling.lookup_tokens > 0:
+        elif sampling.temperature == 0 and sampling.lookup_tokens > 0 and not copying:
+            # (Prompt lookup checks guesses with llama.cpp's own greedy sampler, which knows no
+            # copy bias: a biased answer is decoded token by token.)
             yield from self._lookup.decode(native, sampling, n_ctx=self._info.n_ctx,
                                            pending=ids[-1] if text_only else None,
                                            shift=lambda: self._shift_context(keep=n_prompt))

@@ -22,6 +22,7 @@ from typing import Any
 
 from askgpt.runtime.engine.base import EngineConfig, ModelInfo
 from askgpt.runtime.engine.kv import KvType
+from askgpt.runtime.engine.sampling import CopyBias
 from askgpt.runtime.errors import InferenceError, ModelLoadError, UsageError
 from askgpt.runtime.models.registry import ModelRef
 
@@ -267,6 +268,31 @@ class NativeModel:
             return LlamaGrammar.from_json_schema(json_schema, verbose=False)
         except Exception as exc:  # the converter raises ValueError, KeyError, RecursionError...
             raise UsageError(f"llama.cpp cannot build a grammar from this JSON schema: {exc}") from exc
+
+    def copy_token_ids(self, text: str) -> list[int]:
+        """The tokens ``text`` is made of, each word's with and without its leading space (a
+        word copied mid-sentence is tokenized with it). ``special=False``: a document's text
+        never turns into control tokens."""
+        tokenize = self.llm.tokenize
+        ids = set(tokenize(text.encode("utf-8", errors="replace"), add_bos=False, special=False))
+        for word in set(text.split()):
+            for form in (word, " " + word):
+                ids.update(tokenize(form.encode("utf-8", errors="replace"), add_bos=False, special=False))
+        return sorted(ids)
+
+    def copy_bias(self, bias: CopyBias) -> Any:
+        """A logits processor for ``llm.generate``: ``bias.logit`` added to the tokens of
+        ``bias.text`` at every step."""
+        import numpy as np
+
+        ids = np.asarray(self.copy_token_ids(bias.text), dtype=np.intp)
+        logit = np.float32(bias.logit)
+
+        def favour(_input_ids: Any, scores: Any) -> Any:
+            scores[ids] += logit
+            return scores
+
+        return self.lib.LogitsProcessorList([favour])
 
     def greedy_sampler(self, repeat_penalty: float) -> GreedySampler:
         return GreedySampler(self, repeat_penalty)
