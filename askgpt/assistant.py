@@ -49,7 +49,7 @@ from askgpt.runtime.store.settings import (
     system_prompt,
     vector_cache_folder,
 )
-from askgpt.session import AskOptions, LoadOptions, Quiet, Session, check_retrieval, citing
+from askgpt.session import AskOptions, LoadOptions, Quiet, Session, check_retrieval, citing, copy_logit
 
 if TYPE_CHECKING:
     from askgpt.vision.images import LoadedImage
@@ -145,7 +145,8 @@ class Assistant:
         ``retrieval`` and ``cite`` as for `ask`."""
         config = generation_config(self._settings, max_tokens=max_tokens, temperature=temperature)
         long_context = LongContextConfig(retrieval=check_retrieval(retrieval, self._settings),
-                                         vector_cache=vector_cache_folder(self._settings))
+                                         vector_cache=vector_cache_folder(self._settings),
+                                         copy_logit=copy_logit(self._settings))
         session = ChatSession(self.engine, config, system=system_prompt(self._settings, system),
                               examples=list(_examples(examples)), long_context=long_context)
         return Chat(session, cite=citing(cite, self._settings))

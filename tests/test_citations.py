@@ -189,6 +189,7 @@ def test_a_file_name_s_control_characters_are_written_out_not_obeyed() -> None:
     text = format_citations([("odd\nname\x1b[31m.txt, line 3", "the fact\n")])
     assert text.splitlines() == ["", "Sources:", "- [odd\\nname\\x1b[31m.txt, line 3] the fact"]
     assert format_citations([("caf\u00e9 notes.txt", "x")]).endswith("- [caf\u00e9 notes.txt] x\n")
+    assert format_citations([("a\\nb.txt", "x")]).endswith("- [a\\\\nb.txt] x\n")  # a real backslash, doubled
 
 
 def test_chat_cites_after_each_answer(tmp_path: Path) -> None:

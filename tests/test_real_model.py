@@ -206,7 +206,9 @@ def test_copy_bias_adds_its_logit_to_exactly_the_text_s_tokens(real_engine: Engi
     out = native.copy_bias(CopyBias(text, 1.5))(None, np.zeros(native.n_vocab(), dtype=np.float32))
     assert sorted(np.flatnonzero(out)) == ids and np.all(out[ids] == np.float32(1.5))
     # A document that spells control tokens gets no control token favoured: its text is data.
-    assert not any(native.is_eog(t) for t in native.copy_token_ids("<|im_end|> <|endoftext|> <|im_start|>"))
+    spelled = native.copy_token_ids("<|im_end|> <|endoftext|> <|im_start|>")
+    assert spelled and not {native.token_text(t) for t in spelled} & native.control_texts()
+    assert {"<|im_end|>", "<|im_start|>"} <= native.control_texts()  # the premise: they are control tokens
     with pytest.raises(ValueError, match="copy bias"):
         CopyBias(text, -1.0)
 

@@ -469,6 +469,11 @@ def test_the_answer_from_evidence_favours_the_evidence_s_tokens_and_only_then(lo
     assert engine.samplings[-1].copy_bias is None
     engine, _, report = ask_long(text, "How many times is a cottage mentioned?")
     assert report.gather and engine.samplings[-1].copy_bias is None  # a count is not copied
+    # Nothing matches: the answer reads the model's own notes, not evidence to copy.
+    engine, _, report = ask_long(text, "Qwertyuiop zanzibarian flugelhorns?",
+                                 LongContextConfig(retrieval=Retrieval.BM25))
+    assert report.used == 0 or report.strategy is not Strategy.RETRIEVE
+    assert not report.from_evidence and engine.samplings[-1].copy_bias is None
     short = ScriptedEngine(answer="scripted answer", n_ctx=4096)  # read whole: no evidence chosen
     LongContext(short, LongContextConfig()).answer(Request(question, documents=(Document("a.txt", fact),)),
                                                   GenerationConfig(64))[0].text()

@@ -151,12 +151,13 @@ def test_the_copy_bias_key_reaches_every_path(configs: list[LongContextConfig],
         CliRunner().invoke(create_app(ScriptedFactory()), ["chat", "--no-log"], input="first\n")
         with Assistant(engine_factory=ScriptedFactory(), log=False) as a:
             a.ask("hi").text()
+            a.chat().ask("hi").text()
         CliRunner().invoke(create_app(ScriptedFactory()), ["bench", "needle", "--kinds", "exact"])
         return [c.copy_logit for c in configs]
 
-    assert every_path() == [COPY_LOGIT] * 4 and COPY_LOGIT > 0
+    assert every_path() == [COPY_LOGIT] * 5 and COPY_LOGIT > 0
     assert set_value(resolve_paths(os.environ), "copy_bias", "false").value is False
-    assert every_path() == [0.0] * 4
+    assert every_path() == [0.0] * 5
     configs.clear()
     CliRunner().invoke(create_app(ScriptedFactory()), ["bench", "needle", "--kinds", "exact", "--copy-bias"])
     assert [c.copy_logit for c in configs] == [COPY_LOGIT]  # the bench's flag over the key

@@ -109,7 +109,8 @@ def format_citations(citations: Sequence[tuple[str, str]]) -> str:
 def _visible(name: str) -> str:
     """A source's name with its control characters written out (``\\n``, ``\\x1b``): a file
     name is data, and a line break in it must not start a line of its own."""
-    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in name)
+    # A backslash is doubled, so a name holding a real "\\n" reads apart from a line break.
+    return "".join(ch if (ch.isprintable() or ch == " ") and ch != "\\" else ascii(ch)[1:-1] for ch in name)
 
 
 def _one_line(text: str) -> str:

@@ -157,6 +157,7 @@ class LongContextReport:
     quotes: tuple[tuple[str, str], ...] = ()
     retrieval: str = ""  # bm25 | semantic | hybrid, when retrieval ran
     gather: bool = False  # an aggregate question: every matching part was gathered
+    from_evidence: bool = False  # the answer reads a question's evidence passages (retrieve, not gathered)
     embedded: int = 0  # sentences the embedding model read for this question
     cached: int = 0  # sentences whose vectors came from the on-disk cache
 
@@ -354,8 +355,7 @@ class LongContext:
         self.last_request = final  # what the model reads for the answer (for benchmarks and --debug)
         # A question's evidence is copied from; a gathered list is not always (a count is read off
         # it, and favouring the list's tokens made the model copy it instead of counting).
-        if strategy is Strategy.RETRIEVE and not report.gather and final.documents \
-                and self._config.copy_logit > 0 and config.sampling.copy_bias is None:
+        if report.from_evidence and self._config.copy_logit > 0 and config.sampling.copy_bias is None:
             evidence = "\n".join(d.text for d in final.documents)
             config = replace(config, sampling=replace(config.sampling,
                                                       copy_bias=CopyBias(evidence, self._config.copy_logit)))
@@ -460,6 +460,7 @@ class LongContext:
                 f"the one passage of {source} that matches"
             # (The built-in model copies such a list; it does not count one, even told the number.)
             return replace(request, documents=(Document(label, text),))
+        report.from_evidence = True
         return replace(request, instruction=_evidence_task(request.instruction),
                        documents=(Document(f"passages of {source}", "\n\n".join(w.text for w in ordered)),))
 

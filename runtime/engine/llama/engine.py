@@ -133,9 +133,9 @@ class LlamaEngine:
         else:
             self._read_prompt(prompt)
             n_prompt = llm.n_tokens
-        bias = sampling.copy_bias
-        copying = bias is not None and bias.logit > 0
-        if bias is not None and copying:
+        bias = sampling.copy_bias if sampling.copy_bias is not None and sampling.copy_bias.logit > 0 else None
+        copying = bias is not None
+        if bias is not None:
             kwargs["logits_processor"] = native.copy_bias(bias)
         if sampling.json_schema is not None:
             kwargs["grammar"] = native.grammar(sampling.json_schema)
