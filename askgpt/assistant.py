@@ -47,9 +47,8 @@ from askgpt.runtime.store.settings import (
     generation_config,
     load_settings,
     system_prompt,
-    vector_cache_folder,
 )
-from askgpt.session import AskOptions, LoadOptions, Quiet, Session, check_retrieval, citing, copy_logit
+from askgpt.session import AskOptions, LoadOptions, Quiet, Session, citing, long_context_config
 
 if TYPE_CHECKING:
     from askgpt.vision.images import LoadedImage
@@ -144,9 +143,7 @@ class Assistant:
         """A conversation: each `Chat.ask` sees the earlier turns (kept in the model's cache);
         ``retrieval`` and ``cite`` as for `ask`."""
         config = generation_config(self._settings, max_tokens=max_tokens, temperature=temperature)
-        long_context = LongContextConfig(retrieval=check_retrieval(retrieval, self._settings),
-                                         vector_cache=vector_cache_folder(self._settings),
-                                         copy_logit=copy_logit(self._settings))
+        long_context = long_context_config(self._settings, retrieval)
         session = ChatSession(self.engine, config, system=system_prompt(self._settings, system),
                               examples=list(_examples(examples)), long_context=long_context)
         return Chat(session, cite=citing(cite, self._settings))

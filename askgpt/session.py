@@ -216,9 +216,17 @@ def check_retrieval(value: str | Retrieval | None, settings: Settings) -> Retrie
     return None if configured is None else choice(Retrieval, configured, "the config's retrieval")
 
 
-def copy_logit(settings: Settings) -> float:
-    """The copy bias a retrieved answer is written with: the config's ``copy_bias = false`` turns it off."""
-    return COPY_LOGIT if settings.defaults.copy_bias else 0.0
+def copy_logit(settings: Settings, given: bool | None = None) -> float:
+    """The copy bias a retrieved answer is written with: on or off as ``given`` (bench needle's
+    --copy-bias/--no-copy-bias), else as the config's ``copy_bias``."""
+    return COPY_LOGIT if (settings.defaults.copy_bias if given is None else given) else 0.0
+
+
+def long_context_config(settings: Settings, retrieval: str | Retrieval | None = None) -> LongContextConfig:
+    """What every path that reads documents (ask, chat, the Python API) resolves alike:
+    --retrieval (else the config's), where sentence vectors are cached, and the copy bias."""
+    return LongContextConfig(retrieval=check_retrieval(retrieval, settings), vector_cache=vector_cache_folder(settings),
+                             copy_logit=copy_logit(settings))
 
 
 def citing(given: bool | None, settings: Settings) -> bool:
@@ -307,9 +315,7 @@ class Session:
                 *, progress: Progress | None = None) -> Response:
         """Answer a built `Request`; documents longer than the model reads well go through
         the long-document strategies."""
-        long_context = long_context or LongContextConfig(retrieval=check_retrieval(None, self.settings),
-                                                         vector_cache=vector_cache_folder(self.settings),
-                                                         copy_logit=copy_logit(self.settings))
+        long_context = long_context or long_context_config(self.settings)
         context = LongContext(self.engine, long_context, progress=progress,
                               notify=self.notifier.warn)
         answer, report = context.answer(request, config)
@@ -380,9 +386,8 @@ class Question:
         self.schema = schema_of(opts)
         if self.schema is not None:
             request, self.config = constrain(request, self.config, self.schema)
-        self.long_context = LongContextConfig(strategy=strategy, read_tokens=opts.read_tokens, retrieval=retrieval,
-                                              vector_cache=vector_cache_folder(session.settings),
-                                              copy_logit=copy_logit(session.settings))
+        self.long_context = replace(long_context_config(session.settings, retrieval), strategy=strategy,
+                                    read_tokens=opts.read_tokens)
         engine = session.engine
         info = engine.info
         if request.history:
@@ -606,8 +611,7 @@ def open_chat(session: Session, opts: ChatOptions) -> ChatSession:
     template = TemplateStore(settings.paths.templates_dir).get(opts.template) if opts.template else None
     schema = schema_of(AskOptions(schema=opts.schema, json_object=opts.json_object))
     config = generation_config(settings, max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed)
-    long_context = LongContextConfig(retrieval=check_retrieval(opts.retrieval, settings),
-                                     vector_cache=vector_cache_folder(settings), copy_logit=copy_logit(settings))
+    long_context = long_context_config(settings, opts.retrieval)
     examples = [*(template.examples if template is not None else ()), *examples_of(opts.examples, opts.examples_file)]
     system = system_prompt(settings, opts.system)
     if template is not None and opts.system is None and template.system is not None:

@@ -20,7 +20,7 @@ from askgpt.cli.options import (
 )
 from askgpt.cli.state import state
 from askgpt.cli.terminal.render import Messages, print_result
-from askgpt.runtime.documents.strategies import COPY_LOGIT, LongContextConfig, Retrieval
+from askgpt.runtime.documents.strategies import LongContextConfig, Retrieval
 from askgpt.runtime.engine.base import EngineConfig
 from askgpt.runtime.engine.kinds import EngineFactory
 from askgpt.runtime.errors import UsageError
@@ -186,8 +186,7 @@ def measure_needle(*, model: str | None, sizes: str, depths: str, seeds: int, fi
         with messages.progress() as progress:
             result = run_needle(engine, sizes=size_list, depths=depth_list, seeds=seeds, fillers=filler_list,
                                 config=LongContextConfig(read_tokens=read_tokens, retrieval=kind_of_retrieval,
-                                                         copy_logit=copy_logit(settings) if copy_bias is None
-                                                         else COPY_LOGIT if copy_bias else 0.0),
+                                                         copy_logit=copy_logit(settings, copy_bias)),
                                 kinds=kind_choices, trials=trials,
                                 progress=lambda done, total: progress("needle", done, total))
     finally:
